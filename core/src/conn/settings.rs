@@ -1,0 +1,68 @@
+//! What every connection machine of one server shares: the validated configuration and the
+//! authentication policies, built once from a [`ServerConfig`].
+
+use std::time::Duration;
+
+use crate::auth::{JwtValidator, OriginPolicy};
+use crate::config::{ConfigError, ServerConfig};
+
+/// Validated, immutable settings shared (behind an `Arc`) by every [`super::Connection`].
+#[derive(Debug)]
+pub struct ConnSettings {
+    /// JWT policy; `None` = authentication off.
+    pub jwt: Option<JwtValidator>,
+    /// Origin allow-list (disabled when empty).
+    pub origins: OriginPolicy,
+    /// Advertised in `server_ready` and `server_hello` (`features.recovery`).
+    pub recovery_enabled: bool,
+    /// Largest inbound message, and the inbound decompression cap.
+    pub max_message_size: usize,
+    /// Server `ping` period.
+    pub ping_interval: Duration,
+    /// Inactivity before close 4408.
+    pub idle_timeout: Duration,
+    /// How long a closing connection may wait for the peer's Close before the socket is dropped.
+    pub close_grace: Duration,
+    /// Outbound `send_event` bucket.
+    pub rate_limit_capacity: f64,
+    /// Outbound refill per second.
+    pub rate_limit_refill: f64,
+    /// Inbound bucket (CONTRACT D2).
+    pub inbound_rate_capacity: f64,
+    /// Inbound refill per second; 0 disables inbound limiting.
+    pub inbound_rate_refill: f64,
+    /// Time over the inbound limit before close 4429.
+    pub inbound_rate_grace: Duration,
+    /// `send_event` ids remembered per connection.
+    pub send_dedup_window: usize,
+    /// `server_hello.p.server_version`.
+    pub server_version: &'static str,
+}
+
+impl ConnSettings {
+    /// How long a close handshake may take by default.
+    pub const DEFAULT_CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+    /// Validates `config` once (limits, JWT keys, Origin patterns); errors name the field.
+    pub fn from_config(config: &ServerConfig) -> Result<ConnSettings, ConfigError> {
+        let limits = config.validate_limits()?;
+        let jwt = config.jwt.as_ref().map(JwtValidator::new).transpose()?;
+        let origins = OriginPolicy::new(&config.allowed_origins)?;
+        Ok(ConnSettings {
+            jwt,
+            origins,
+            recovery_enabled: config.recovery_enabled,
+            max_message_size: config.max_message_size,
+            ping_interval: limits.ping_interval,
+            idle_timeout: limits.idle_timeout,
+            close_grace: Self::DEFAULT_CLOSE_GRACE,
+            rate_limit_capacity: config.rate_limit_capacity,
+            rate_limit_refill: config.rate_limit_refill,
+            inbound_rate_capacity: config.inbound_rate_capacity,
+            inbound_rate_refill: config.inbound_rate_refill,
+            inbound_rate_grace: limits.inbound_rate_grace,
+            send_dedup_window: config.send_dedup_window,
+            server_version: env!("CARGO_PKG_VERSION"),
+        })
+    }
+}
