@@ -18,7 +18,8 @@ fn conns(ns: &[u128]) -> Vec<ConnId> {
 fn registry_with(subs: &[(u128, &[&str], Option<&str>)]) -> Registry {
     let mut r = Registry::new(0);
     for &(conn, topics, group) in subs {
-        r.subscribe(c(conn), &strings(topics), group)
+        let _ = r
+            .subscribe(c(conn), &strings(topics), group)
             .expect("unlimited registry");
     }
     r.assert_invariants();
