@@ -38,8 +38,9 @@ impl Model {
         conn: ConnId,
         topics: &[String],
         group: Option<&str>,
-    ) -> Result<Vec<String>, SubscribeError> {
+    ) -> Result<(Vec<String>, Vec<String>), SubscribeError> {
         let mut new: Vec<String> = Vec::new();
+        let mut cut = Vec::new();
         for t in topics {
             let control = t.chars().any(|ch| ch.is_ascii_control());
             if !control && !new.contains(t) && !self.holds(conn, t, group) {
@@ -51,12 +52,12 @@ impl Model {
             if used >= self.limit {
                 return Err(SubscribeError::LimitReached { limit: self.limit });
             }
-            new.truncate(self.limit - used);
+            cut = new.split_off(new.len().min(self.limit - used));
         }
         for t in &new {
             self.subs.push((conn, t.clone(), group.map(str::to_owned)));
         }
-        Ok(new)
+        Ok((new, cut))
     }
 
     fn unsubscribe(&mut self, conn: ConnId, topics: Option<&[String]>) {
@@ -174,7 +175,9 @@ fn run(limit: usize, ops: &[Op]) -> Result<Vec<Targets>, TestCaseError> {
         match op {
             Op::Subscribe(conn, topics, group) => {
                 let conn = ConnId::from_u128(*conn);
-                let got = r.subscribe(conn, topics, group.as_deref()).map(|o| o.added);
+                let got = r
+                    .subscribe(conn, topics, group.as_deref())
+                    .map(|o| (o.added, o.truncated));
                 prop_assert_eq!(got, m.subscribe(conn, topics, group.as_deref()));
             }
             Op::Unsubscribe(conn, topics) => {
@@ -207,6 +210,20 @@ fn run(limit: usize, ops: &[Op]) -> Result<Vec<Targets>, TestCaseError> {
         for n in 1u128..5 {
             let conn = ConnId::from_u128(n);
             prop_assert_eq!(r.subscription_count(conn), m.count(conn));
+        }
+        let keys: BTreeSet<&String> = m
+            .subs
+            .iter()
+            .filter(|(_, _, g)| g.is_none())
+            .map(|(_, k, _)| k)
+            .collect();
+        prop_assert_eq!(r.topic_count(), keys.len());
+        for topic in ["a", "b", "ab", "bb", "a*", "abc", ""] {
+            let reached = m
+                .subs
+                .iter()
+                .any(|(_, k, g)| k == topic || (g.is_none() && is_glob(k) && glob_match(k, topic)));
+            prop_assert_eq!(r.has_subscribers(topic), reached, "topic {}", topic);
         }
     }
     for n in 1u128..5 {
