@@ -84,7 +84,10 @@ impl JwtSettings {
 
     /// The cookie name in force.
     pub fn cookie_name(&self) -> &str {
-        self.cookie_name.as_deref().filter(|s| !s.is_empty()).unwrap_or(Self::DEFAULT_COOKIE_NAME)
+        self.cookie_name
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .unwrap_or(Self::DEFAULT_COOKIE_NAME)
     }
 }
 
@@ -97,7 +100,10 @@ impl fmt::Debug for JwtSettings {
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("cookie_name", &self.cookie_name)
-            .field("previous_secret", &self.previous_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "previous_secret",
+                &self.previous_secret.as_ref().map(|_| "<set>"),
+            )
             .field("key_id", &self.key_id)
             .field("private_key", &self.private_key.as_ref().map(|_| "<set>"))
             .finish()
@@ -204,7 +210,10 @@ pub struct ConfigError {
 impl ConfigError {
     /// An error about `field`.
     pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
-        ConfigError { field, reason: reason.into() }
+        ConfigError {
+            field,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -225,16 +234,28 @@ impl ServerConfig {
             ));
         }
         if self.max_message_size == 0 {
-            return Err(ConfigError::new("max_message_size", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "max_message_size",
+                "must be greater than 0",
+            ));
         }
         if self.max_connections == 0 {
-            return Err(ConfigError::new("max_connections", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "max_connections",
+                "must be greater than 0",
+            ));
         }
         if self.max_inbound_queue_size == 0 {
-            return Err(ConfigError::new("max_inbound_queue_size", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "max_inbound_queue_size",
+                "must be greater than 0",
+            ));
         }
         if self.send_dedup_window == 0 {
-            return Err(ConfigError::new("send_dedup_window", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "send_dedup_window",
+                "must be greater than 0",
+            ));
         }
         check_rate("rate_limit_capacity", self.rate_limit_capacity)?;
         check_rate("rate_limit_refill", self.rate_limit_refill)?;
@@ -262,11 +283,17 @@ impl ServerConfig {
 
 fn check_rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
     if !v.is_finite() || v < 0.0 {
-        return Err(ConfigError::new(field, format!("must be a finite number >= 0, got {v}")));
+        return Err(ConfigError::new(
+            field,
+            format!("must be a finite number >= 0, got {v}"),
+        ));
     }
     // The bucket keeps micro-tokens in a u64; 1e12 tokens leaves room for 1e6 µ-units.
     if v > 1e12 {
-        return Err(ConfigError::new(field, format!("must be at most 1e12, got {v}")));
+        return Err(ConfigError::new(
+            field,
+            format!("must be at most 1e12, got {v}"),
+        ));
     }
     Ok(())
 }
@@ -321,11 +348,23 @@ mod tests {
             (with(|c| c.ping_interval_secs = 61), "ping_interval"),
             (with(|c| c.max_message_size = 0), "max_message_size"),
             (with(|c| c.max_connections = 0), "max_connections"),
-            (with(|c| c.rate_limit_capacity = f64::NAN), "rate_limit_capacity"),
+            (
+                with(|c| c.rate_limit_capacity = f64::NAN),
+                "rate_limit_capacity",
+            ),
             (with(|c| c.rate_limit_refill = -1.0), "rate_limit_refill"),
-            (with(|c| c.inbound_rate_refill = f64::INFINITY), "inbound_rate_refill"),
-            (with(|c| c.inbound_rate_capacity = 0.5), "inbound_rate_capacity"),
-            (with(|c| c.recovery_buffer_size = usize::MAX), "recovery_buffer_size"),
+            (
+                with(|c| c.inbound_rate_refill = f64::INFINITY),
+                "inbound_rate_refill",
+            ),
+            (
+                with(|c| c.inbound_rate_capacity = 0.5),
+                "inbound_rate_capacity",
+            ),
+            (
+                with(|c| c.recovery_buffer_size = usize::MAX),
+                "recovery_buffer_size",
+            ),
         ];
         for (cfg, field) in cases {
             let err = cfg.validate_limits().expect_err(field);
@@ -345,7 +384,9 @@ mod tests {
     #[test]
     fn recovery_buffer_size_rounds_up_to_a_power_of_two_of_at_least_16() {
         for (n, want) in [(0, 16), (1, 16), (16, 16), (17, 32), (128, 128), (129, 256)] {
-            let got = with(|c| c.recovery_buffer_size = n).validate_limits().unwrap();
+            let got = with(|c| c.recovery_buffer_size = n)
+                .validate_limits()
+                .unwrap();
             assert_eq!(got.recovery_buffer_size, want, "n={n}");
         }
     }
@@ -361,7 +402,10 @@ mod tests {
 
     #[test]
     fn jwt_settings_debug_hides_secrets() {
-        let s = JwtSettings { secret: b"super-secret-value".to_vec(), ..Default::default() };
+        let s = JwtSettings {
+            secret: b"super-secret-value".to_vec(),
+            ..Default::default()
+        };
         let shown = format!("{s:?}");
         assert!(!shown.contains("super-secret"), "{shown}");
         assert_eq!(s.cookie_name(), "access_token");

@@ -72,7 +72,11 @@ mod tests {
             ("user:?", "user:12", false),
             ("a*b*c", "axxbyyc", true),
             ("a*b*c", "axxbyy", false),
-            ("*a*a*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false),
+            (
+                "*a*a*a*a*a*a*a*b",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                false,
+            ),
             ("exact", "exact", true),
             ("exact", "exac", false),
         ];

@@ -47,7 +47,9 @@ pub struct BadConnId(pub String);
 impl FromStr for ConnId {
     type Err = BadConnId;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::try_parse(s).map(ConnId).map_err(|_| BadConnId(s.chars().take(64).collect()))
+        uuid::Uuid::try_parse(s)
+            .map(ConnId)
+            .map_err(|_| BadConnId(s.chars().take(64).collect()))
     }
 }
 

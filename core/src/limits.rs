@@ -140,7 +140,11 @@ pub struct DedupWindow<K> {
 impl<K: Clone + Eq + Hash> DedupWindow<K> {
     /// An empty window holding at most `capacity` keys (at least 1).
     pub fn new(capacity: usize) -> Self {
-        DedupWindow { capacity: capacity.max(1), order: VecDeque::new(), seen: HashSet::new() }
+        DedupWindow {
+            capacity: capacity.max(1),
+            order: VecDeque::new(),
+            seen: HashSet::new(),
+        }
     }
 
     /// Records `key`; returns `false` if it was already in the window (a duplicate).
@@ -194,7 +198,10 @@ mod tests {
         for _ in 0..10 {
             assert!(b.try_take(Instant::ZERO));
         }
-        assert!(!b.try_take(Instant::from_millis(499)), "0.998 tokens is not a token");
+        assert!(
+            !b.try_take(Instant::from_millis(499)),
+            "0.998 tokens is not a token"
+        );
         assert!(b.try_take(Instant::from_millis(500)));
         assert_eq!(b.available(Instant::from_secs(1_000)), 10);
     }

@@ -152,9 +152,15 @@ mod tests {
     #[test]
     fn instant_arithmetic_saturates_instead_of_overflowing() {
         let far = Instant::from_micros(u64::MAX - 1);
-        assert_eq!(far + Duration::from_secs(10), Instant::from_micros(u64::MAX));
+        assert_eq!(
+            far + Duration::from_secs(10),
+            Instant::from_micros(u64::MAX)
+        );
         assert_eq!(Instant::ZERO - far, Duration::ZERO);
-        assert_eq!(Instant::from_secs(3) - Instant::from_secs(1), Duration::from_secs(2));
+        assert_eq!(
+            Instant::from_secs(3) - Instant::from_secs(1),
+            Duration::from_secs(2)
+        );
     }
 
     #[test]
@@ -166,7 +172,9 @@ mod tests {
             (u64::MAX, "9999-12-31T23:59:59.999Z"),
         ];
         for (micros, want) in cases {
-            let got = WallClock::from_unix_micros(micros).rfc3339_millis().to_string();
+            let got = WallClock::from_unix_micros(micros)
+                .rfc3339_millis()
+                .to_string();
             assert_eq!(got, want, "micros={micros}");
         }
     }
