@@ -32,6 +32,7 @@ pub mod config;
 pub mod glob;
 pub mod ids;
 pub mod limits;
+pub mod protocol;
 pub mod rand;
 pub mod time;
 
