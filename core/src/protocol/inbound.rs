@@ -298,6 +298,16 @@ mod tests {
     }
 
     #[test]
+    fn deeply_nested_text_is_raw_not_a_stack_overflow() {
+        let deep = format!(
+            "{{\"t\":\"x\",\"p\":{}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert_eq!(classify_text(&deep), TextInbound::Raw);
+    }
+
+    #[test]
     fn classify_binary_table() {
         let doc = json!({"t": "chat", "p": {"n": 1}});
         let mp = json_to_msgpack(&doc);

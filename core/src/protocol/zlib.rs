@@ -46,34 +46,48 @@ pub fn zlib_compress(data: &[u8], level: u32) -> Vec<u8> {
 ///
 /// Exactly `cap` bytes is accepted. Trailing bytes after the stream end are [`DecompressError::Corrupt`].
 pub fn zlib_decompress_capped(data: &[u8], cap: usize) -> Result<Vec<u8>, DecompressError> {
+    let (result, out) = inflate_capped(data, cap);
+    result.map(|()| out)
+}
+
+/// The decompression loop. Also returns the output buffer (partial on error) so tests can check
+/// its capacity, which is the peak the function ever held: it only grows, and never past `cap`.
+fn inflate_capped(data: &[u8], cap: usize) -> (Result<(), DecompressError>, Vec<u8>) {
     let mut inflater = Decompress::new(true);
     let mut out = Vec::new();
     let mut scratch = [0u8; SCRATCH_BYTES];
     let mut consumed = 0usize;
     loop {
         let (in_before, out_before) = (inflater.total_in(), inflater.total_out());
-        let status = inflater
-            .decompress(&data[consumed..], &mut scratch, FlushDecompress::None)
-            .map_err(|_| DecompressError::Corrupt)?;
+        let Ok(status) =
+            inflater.decompress(&data[consumed..], &mut scratch, FlushDecompress::None)
+        else {
+            return (Err(DecompressError::Corrupt), out);
+        };
         // Both deltas are bounded by the slice lengths just passed in, so they fit in usize.
-        let read = usize::try_from(inflater.total_in() - in_before)
-            .map_err(|_| DecompressError::Corrupt)?;
-        let produced = usize::try_from(inflater.total_out() - out_before)
-            .map_err(|_| DecompressError::Corrupt)?;
+        let read = usize::try_from(inflater.total_in() - in_before).unwrap_or(usize::MAX);
+        let produced = usize::try_from(inflater.total_out() - out_before).unwrap_or(usize::MAX);
         consumed = consumed.saturating_add(read).min(data.len());
-        if out.len().saturating_add(produced) > cap {
-            return Err(DecompressError::TooLarge { limit: cap });
+        let needed = out.len().saturating_add(produced);
+        if needed > cap {
+            return (Err(DecompressError::TooLarge { limit: cap }), out);
+        }
+        if needed > out.capacity() {
+            // Grow geometrically but never past the cap (plain `extend` could double past it).
+            let target = needed.max(out.len().saturating_mul(2)).min(cap);
+            out.reserve_exact(target - out.len());
         }
         out.extend_from_slice(&scratch[..produced]);
-        match status {
-            Status::StreamEnd if consumed == data.len() => return Ok(out),
-            Status::StreamEnd => return Err(DecompressError::Corrupt),
+        let result = match status {
+            Status::StreamEnd if consumed == data.len() => Ok(()),
+            Status::StreamEnd => Err(DecompressError::Corrupt),
             // No progress with all input offered: the stream is truncated.
             Status::Ok | Status::BufError if read == 0 && produced == 0 => {
-                return Err(DecompressError::Corrupt);
+                Err(DecompressError::Corrupt)
             }
-            Status::Ok | Status::BufError => {}
-        }
+            Status::Ok | Status::BufError => continue,
+        };
+        return (result, out);
     }
 }
 
@@ -105,10 +119,28 @@ mod tests {
         // 50 MB of zeros compresses to about 50 KB; a 1 MiB cap must stop it early.
         let bomb = zlib_compress(&vec![0u8; 50 * 1024 * 1024], 9);
         assert!(bomb.len() < 100 * 1024);
-        assert_eq!(
-            zlib_decompress_capped(&bomb, 1 << 20),
-            Err(DecompressError::TooLarge { limit: 1 << 20 })
+        let (result, held) = inflate_capped(&bomb, 1 << 20);
+        assert_eq!(result, Err(DecompressError::TooLarge { limit: 1 << 20 }));
+        assert!(held.len() <= 1 << 20);
+        assert!(
+            held.capacity() <= 1 << 20,
+            "peak buffer {} bytes",
+            held.capacity()
         );
+    }
+
+    #[test]
+    fn successful_output_buffer_never_exceeds_the_cap() {
+        for (len, cap) in [(100_000, 100_000), (100_000, 150_000), (70_000, 1 << 20)] {
+            let z = zlib_compress(&vec![7u8; len], 1);
+            let out = zlib_decompress_capped(&z, cap).unwrap();
+            assert_eq!(out.len(), len);
+            assert!(
+                out.capacity() <= cap,
+                "capacity {} cap {cap}",
+                out.capacity()
+            );
+        }
     }
 
     #[test]
