@@ -28,10 +28,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod glob;
 pub mod ids;
 pub mod limits;
+pub mod protocol;
 pub mod pubsub;
 pub mod rand;
 pub mod time;
