@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod config;
 pub mod glob;
 pub mod ids;
