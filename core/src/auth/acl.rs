@@ -35,10 +35,18 @@ impl TopicAcl {
         let strings = |key: &str| -> Vec<String> {
             obj.get(key)
                 .and_then(serde_json::Value::as_array)
-                .map(|items| items.iter().filter_map(|i| i.as_str().map(str::to_owned)).collect())
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(|i| i.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        Some(TopicAcl { allow: strings("allow"), deny: strings("deny") })
+        Some(TopicAcl {
+            allow: strings("allow"),
+            deny: strings("deny"),
+        })
     }
 
     /// The allow globs.
@@ -78,7 +86,9 @@ impl TopicAcl {
     /// reachable denied topic nor reports one that cannot exist), computed over byte strings by
     /// intersecting the two globs: `O(len(pattern) × len(deny glob))` per deny entry.
     pub fn pattern_may_reach_denied(&self, pattern: &str) -> bool {
-        self.deny.iter().any(|d| globs_intersect(pattern.as_bytes(), d.as_bytes()))
+        self.deny
+            .iter()
+            .any(|d| globs_intersect(pattern.as_bytes(), d.as_bytes()))
     }
 
     /// True if the ACL has no rules at all, so every topic and pattern is allowed and deliveries
@@ -113,7 +123,9 @@ fn globs_intersect(a: &[u8], b: &[u8]) -> bool {
             stack.push((i, j + 1));
         }
         // Consume one byte that both sides accept.
-        let (Some(&ca), Some(&cb)) = (a.get(i), b.get(j)) else { continue };
+        let (Some(&ca), Some(&cb)) = (a.get(i), b.get(j)) else {
+            continue;
+        };
         let any_a = ca == b'*' || ca == b'?';
         let any_b = cb == b'*' || cb == b'?';
         if any_a || any_b || ca == cb {
@@ -155,7 +167,11 @@ mod tests {
             (&["*"], &["*"], "x", false),
         ];
         for (allow, deny, topic, want) in cases {
-            assert_eq!(acl(allow, deny).allows_topic(topic), want, "{allow:?} {deny:?} {topic}");
+            assert_eq!(
+                acl(allow, deny).allows_topic(topic),
+                want,
+                "{allow:?} {deny:?} {topic}"
+            );
         }
     }
 
@@ -176,7 +192,11 @@ mod tests {
         ];
         for (allow, deny, pattern, want) in cases {
             let a = acl(allow, deny);
-            assert_eq!(a.allows_subscription(pattern), want, "{allow:?} {deny:?} {pattern}");
+            assert_eq!(
+                a.allows_subscription(pattern),
+                want,
+                "{allow:?} {deny:?} {pattern}"
+            );
         }
     }
 
@@ -191,13 +211,23 @@ mod tests {
     }
 
     #[test]
+    fn only_an_acl_without_rules_is_unrestricted() {
+        assert!(TopicAcl::default().is_unrestricted());
+        assert!(!acl(&["a"], &[]).is_unrestricted());
+        assert!(!acl(&[], &["a"]).is_unrestricted());
+    }
+
+    #[test]
     fn from_claim_reads_string_entries_and_ignores_the_rest() {
         let v = json!({"allow": ["a:*", 3, null, "b"], "deny": ["a:secret", {"x": 1}]});
         let a = TopicAcl::from_claim(&v).unwrap();
         assert_eq!(a.allow(), ["a:*", "b"]);
         assert_eq!(a.deny(), ["a:secret"]);
         assert_eq!(TopicAcl::from_claim(&json!({})), Some(TopicAcl::default()));
-        assert_eq!(TopicAcl::from_claim(&json!({"allow": "a:*"})), Some(TopicAcl::default()));
+        assert_eq!(
+            TopicAcl::from_claim(&json!({"allow": "a:*"})),
+            Some(TopicAcl::default())
+        );
         for not_object in [json!(null), json!([]), json!("a:*"), json!(1)] {
             assert_eq!(TopicAcl::from_claim(&not_object), None, "{not_object}");
         }
@@ -218,8 +248,16 @@ mod tests {
             ("abc", "abd", false),
         ];
         for (a, b, want) in cases {
-            assert_eq!(globs_intersect(a.as_bytes(), b.as_bytes()), want, "{a} ∩ {b}");
-            assert_eq!(globs_intersect(b.as_bytes(), a.as_bytes()), want, "{b} ∩ {a}");
+            assert_eq!(
+                globs_intersect(a.as_bytes(), b.as_bytes()),
+                want,
+                "{a} ∩ {b}"
+            );
+            assert_eq!(
+                globs_intersect(b.as_bytes(), a.as_bytes()),
+                want,
+                "{b} ∩ {a}"
+            );
         }
     }
 

@@ -110,11 +110,27 @@ mod tests {
     #[test]
     fn codes_and_messages_follow_the_original_wording() {
         let cases = [
-            (AuthError::Missing, "AUTH_REQUIRED", "No JWT cookie or Authorization header"),
-            (AuthError::MissingSubject, "AUTH_FAILED", "Token missing user ID"),
+            (
+                AuthError::Missing,
+                "AUTH_REQUIRED",
+                "No JWT cookie or Authorization header",
+            ),
+            (
+                AuthError::MissingSubject,
+                "AUTH_FAILED",
+                "Token missing user ID",
+            ),
             (AuthError::Expired, "AUTH_FAILED", "Authentication failed"),
-            (AuthError::BadSignature, "AUTH_FAILED", "Authentication failed"),
-            (AuthError::BadTimeClaim("exp"), "AUTH_FAILED", "Authentication failed"),
+            (
+                AuthError::BadSignature,
+                "AUTH_FAILED",
+                "Authentication failed",
+            ),
+            (
+                AuthError::BadTimeClaim("exp"),
+                "AUTH_FAILED",
+                "Authentication failed",
+            ),
         ];
         for (err, code, msg) in cases {
             assert_eq!(err.code(), code, "{err:?}");

@@ -145,7 +145,11 @@ impl JwtValidator {
             _ => return Err(AuthError::MissingSubject),
         };
         let topic_acl = claims.get("wse_topics").and_then(TopicAcl::from_claim);
-        Ok(Claims { sub, topic_acl, claims })
+        Ok(Claims {
+            sub,
+            topic_acl,
+            claims,
+        })
     }
 
     /// Every check of [`JwtValidator::validate`] except `sub`: what `rust_jwt_decode` needs
@@ -168,8 +172,15 @@ impl JwtValidator {
             return Err(AuthError::Malformed);
         }
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        let signed = Signed { header: &header, message, signature_b64 };
-        match (self.check_key(&signed, &self.current, self.key_id.as_deref()), &self.previous) {
+        let signed = Signed {
+            header: &header,
+            message,
+            signature_b64,
+        };
+        match (
+            self.check_key(&signed, &self.current, self.key_id.as_deref()),
+            &self.previous,
+        ) {
             (Ok(()), _) => {}
             // Rotation: the old key predates the kid, so only its signature counts.
             (Err(AuthError::BadSignature | AuthError::KidMismatch), Some(previous)) => {
@@ -242,7 +253,9 @@ struct Signed<'a> {
 
 /// A base64url (unpadded) JSON object, or [`AuthError::Malformed`].
 fn decode_object(part: &str) -> Result<Map<String, Value>, AuthError> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| AuthError::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| AuthError::Malformed)?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(AuthError::Malformed),
@@ -282,17 +295,24 @@ pub fn encode_jwt(
     if algorithm == JwtAlgorithm::Hs256 && key.len() < super::keys::MIN_HS256_SECRET_BYTES {
         return Err(JwtEncodeError::SecretTooShort { len: key.len() });
     }
-    let signer = signing_key(key, algorithm)
-        .map_err(|reason| JwtEncodeError::InvalidKey { algorithm: algorithm.as_str(), reason })?;
+    let signer = signing_key(key, algorithm).map_err(|reason| JwtEncodeError::InvalidKey {
+        algorithm: algorithm.as_str(),
+        reason,
+    })?;
     let mut header = jsonwebtoken::Header::new(jwt_alg(algorithm));
     header.kid = key_id.map(str::to_owned);
     let header_json =
         serde_json::to_vec(&header).map_err(|e| JwtEncodeError::Signing(e.to_string()))?;
     let claims_json =
         serde_json::to_vec(claims).map_err(|e| JwtEncodeError::Signing(e.to_string()))?;
-    let message =
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(header_json), URL_SAFE_NO_PAD.encode(claims_json));
-    let signature = signer.sign(message.as_bytes(), algorithm).map_err(JwtEncodeError::Signing)?;
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header_json),
+        URL_SAFE_NO_PAD.encode(claims_json)
+    );
+    let signature = signer
+        .sign(message.as_bytes(), algorithm)
+        .map_err(JwtEncodeError::Signing)?;
     Ok(format!("{message}.{signature}"))
 }
 

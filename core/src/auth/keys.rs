@@ -44,14 +44,18 @@ pub(crate) fn verifying_key(bytes: &[u8], alg: JwtAlgorithm) -> Result<DecodingK
             let key = rsa::RsaPublicKey::from_public_key_pem(pem)
                 .or_else(|_| rsa::RsaPublicKey::from_pkcs1_pem(pem))
                 .map_err(|_| "not a PEM RSA public key".to_owned())?;
-            let der = key.to_pkcs1_der().map_err(|e| format!("RSA public key: {e}"))?;
+            let der = key
+                .to_pkcs1_der()
+                .map_err(|e| format!("RSA public key: {e}"))?;
             Ok(DecodingKey::from_rsa_der(der.as_bytes()))
         }
         JwtAlgorithm::Es256 => {
             let pem = pem_text(bytes)?;
             let key = p256::PublicKey::from_public_key_pem(pem)
                 .map_err(|_| "not a PEM P-256 public key".to_owned())?;
-            Ok(DecodingKey::from_ec_der(key.to_encoded_point(false).as_bytes()))
+            Ok(DecodingKey::from_ec_der(
+                key.to_encoded_point(false).as_bytes(),
+            ))
         }
     }
 }
@@ -82,7 +86,10 @@ pub(crate) fn signing_key(bytes: &[u8], alg: JwtAlgorithm) -> Result<SigningKey,
                 .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(pem))
                 .map_err(|_| "not a PEM RSA private key".to_owned())?;
             let signer = Box::new(rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(key));
-            Ok(SigningKey::Rsa { signer, pem: bytes.to_vec() })
+            Ok(SigningKey::Rsa {
+                signer,
+                pem: bytes.to_vec(),
+            })
         }
         JwtAlgorithm::Es256 => {
             let pem = pem_text(bytes)?;
@@ -115,7 +122,9 @@ impl SigningKey {
                     .finalize()
                     .into();
                 let mut rng = ChaCha20Rng::from_seed(seed);
-                let sig = signer.try_sign_with_rng(&mut rng, message).map_err(|e| e.to_string())?;
+                let sig = signer
+                    .try_sign_with_rng(&mut rng, message)
+                    .map_err(|e| e.to_string())?;
                 Ok(URL_SAFE_NO_PAD.encode(sig.to_bytes()))
             }
         }

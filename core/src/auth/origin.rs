@@ -91,7 +91,8 @@ impl OriginPolicy {
         if origin.is_empty() {
             return false;
         }
-        self.exact.binary_search(&origin).is_ok() || self.globs.iter().any(|g| glob_match(g, &origin))
+        self.exact.binary_search(&origin).is_ok()
+            || self.globs.iter().any(|g| glob_match(g, &origin))
     }
 }
 
@@ -111,7 +112,9 @@ fn check_entry(raw: &str, norm: &str) -> Result<(), ConfigError> {
         return bad("expected scheme://host[:port] or null");
     };
     let scheme_ok = !scheme.is_empty()
-        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.*?".contains(&b));
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+-.*?".contains(&b));
     if !scheme_ok {
         return bad("invalid scheme");
     }
@@ -121,7 +124,10 @@ fn check_entry(raw: &str, norm: &str) -> Result<(), ConfigError> {
     if rest.contains('/') {
         return bad("an origin has no path");
     }
-    if rest.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if rest
+        .bytes()
+        .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return bad("contains whitespace or control characters");
     }
     Ok(())
@@ -138,7 +144,11 @@ mod tests {
 
     #[test]
     fn origin_allow_table() {
-        let p = policy(&["https://app.example.com", "https://*.corp.example", "http://localhost:3000/"]);
+        let p = policy(&[
+            "https://app.example.com",
+            "https://*.corp.example",
+            "http://localhost:3000/",
+        ]);
         let cases: [(Option<&[u8]>, bool); 16] = [
             (None, true),
             (Some(b"https://app.example.com"), true),
@@ -187,13 +197,23 @@ mod tests {
         assert!(p.allows(Some(b"https://b.example")));
         assert!(!p.allows(Some(b"https://c.example")));
         for blank in ["", " ", " , ,"] {
-            assert!(!OriginPolicy::from_env_value(blank).unwrap().is_enabled(), "{blank:?}");
+            assert!(
+                !OriginPolicy::from_env_value(blank).unwrap().is_enabled(),
+                "{blank:?}"
+            );
         }
     }
 
     #[test]
     fn malformed_entries_are_rejected_naming_the_field() {
-        for bad in ["example.com", "https://", "https://a.example/path", "://a", "", "ht tp://a"] {
+        for bad in [
+            "example.com",
+            "https://",
+            "https://a.example/path",
+            "://a",
+            "",
+            "ht tp://a",
+        ] {
             let err = OriginPolicy::new(&[bad.to_owned()]).unwrap_err();
             assert_eq!(err.field, "allowed_origins", "{bad:?}");
         }

@@ -89,7 +89,12 @@ mod tests {
             (b"access_token=first; access_token=second", Some("first")),
         ];
         for (header, want) in cases {
-            assert_eq!(cookie(header), want, "header {:?}", String::from_utf8_lossy(header));
+            assert_eq!(
+                cookie(header),
+                want,
+                "header {:?}",
+                String::from_utf8_lossy(header)
+            );
         }
     }
 
@@ -123,7 +128,12 @@ mod tests {
             (b"\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", None),
         ];
         for (header, want) in cases {
-            assert_eq!(bearer(header), want, "header {:?}", String::from_utf8_lossy(header));
+            assert_eq!(
+                bearer(header),
+                want,
+                "header {:?}",
+                String::from_utf8_lossy(header)
+            );
         }
     }
 
