@@ -180,8 +180,10 @@ struct Open {
     last_activity: Instant,
     next_ping: Instant,
     inbound: TokenBucket,
-    /// When the connection first had an inbound message refused since its last accepted one.
+    /// Start of the current run of refused inbound messages: a run ends once a whole
+    /// `ABUSE_QUIET` passes without a refusal.
     over_limit_since: Option<Instant>,
+    last_refused: Instant,
     last_inbound_limit_error: Option<Instant>,
     /// Created on the first `send_event` (as the original does).
     outbound: Option<TokenBucket>,
@@ -223,6 +225,8 @@ const MAX_CLOSE_REASON: usize = 123;
 /// At most one `RATE_LIMITED` error (inbound or outbound) and one warning per connection per
 /// second, as the original does for `send_event`.
 const NOTICE_INTERVAL: Duration = Duration::from_secs(1);
+/// A run of inbound refusals ends after this long without one (CONTRACT D2 grace accounting).
+const ABUSE_QUIET: Duration = Duration::from_secs(1);
 /// `rate_limit_warning` is sent when fewer than this share of the outbound bucket is left.
 const WARNING_PERCENT: u64 = 20;
 
@@ -309,6 +313,7 @@ impl Connection {
             next_ping: now + s.ping_interval,
             inbound,
             over_limit_since: None,
+            last_refused: now,
             last_inbound_limit_error: None,
             outbound: None,
             last_outbound_limit_notice: None,
@@ -567,12 +572,18 @@ impl Connection {
             return false;
         }
         if open.inbound.try_take(now) {
-            open.over_limit_since = None;
             self.stats.messages_received += 1;
             return true;
         }
         self.stats.inbound_rate_limited += 1;
-        let since = *open.over_limit_since.get_or_insert(now);
+        // A client that backs off for ABUSE_QUIET starts afresh; one that keeps getting refused
+        // (even if the refill lets a message through now and then) is still over the limit.
+        let quiet = now.saturating_duration_since(open.last_refused) >= ABUSE_QUIET;
+        if open.over_limit_since.is_none() || quiet {
+            open.over_limit_since = Some(now);
+        }
+        open.last_refused = now;
+        let since = open.over_limit_since.unwrap_or(now);
         if now.saturating_duration_since(since) >= settings.inbound_rate_grace {
             self.begin_close(now, close_code::RATE_LIMITED, "Rate limit exceeded");
             return false;
