@@ -24,23 +24,41 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let secret = b"example-secret-that-is-at-least-32-bytes".to_vec();
     let config = ServerConfig {
-        jwt: Some(JwtSettings { secret: secret.clone(), ..Default::default() }),
+        jwt: Some(JwtSettings {
+            secret: secret.clone(),
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let settings = Arc::new(ConnSettings::from_config(&config)?);
 
     let claims = json!({"sub": "alice", "exp": wall.unix_secs() + 3600});
-    let token = encode_jwt(claims.as_object().expect("literal object"), &secret, JwtAlgorithm::Hs256, None)?;
+    let token = encode_jwt(
+        claims.as_object().expect("literal object"),
+        &secret,
+        JwtAlgorithm::Hs256,
+        None,
+    )?;
     let cookie = format!("access_token={token}");
-    let handshake = Handshake { cookie: Some(cookie.as_bytes()), ..Default::default() };
+    let handshake = Handshake {
+        cookie: Some(cookie.as_bytes()),
+        ..Default::default()
+    };
 
     let mut conn = Connection::accept(settings, &handshake, now, wall, &mut rng);
     show("accept", &mut conn);
 
-    conn.handle_text(now, wall, r#"{"c":"WSE","t":"client_hello","p":{"protocol_version":1}}"#);
+    conn.handle_text(
+        now,
+        wall,
+        r#"{"c":"WSE","t":"client_hello","p":{"protocol_version":1}}"#,
+    );
     show("client_hello", &mut conn);
 
-    let ping = format!(r#"{{"c":"WSE","t":"ping","p":{{"timestamp":{}}},"v":1}}"#, wall.unix_millis());
+    let ping = format!(
+        r#"{{"c":"WSE","t":"ping","p":{{"timestamp":{}}},"v":1}}"#,
+        wall.unix_millis()
+    );
     conn.handle_text(now, wall, &ping);
     show("ping", &mut conn);
 
@@ -48,7 +66,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     show("application message", &mut conn);
 
     let event = json!({"t": "order_update", "p": {"id": 7, "status": "filled"}});
-    let outcome = conn.send_event(now, wall, event.as_object().expect("literal object"), 1024, 1, &mut rng);
+    let outcome = conn.send_event(
+        now,
+        wall,
+        event.as_object().expect("literal object"),
+        1024,
+        1,
+        &mut rng,
+    );
     println!("send_event -> {outcome:?}");
     show("send_event", &mut conn);
 

@@ -2,8 +2,10 @@
 //!
 //! [`ServerConfig`] carries every option of the original `RustWSEServer` constructor (UPSTREAM
 //! §7.2) with the same defaults, plus our additions (CONTRACT D2, D3). It is validated once, by
-//! [`ServerConfig::validate`], into a [`ValidConfig`]; every error names the field at fault so the
-//! Python binding can raise `ValueError("<field>: <reason>")`.
+//! [`crate::conn::ConnSettings::from_config`]: limits here ([`ServerConfig::validate_limits`]),
+//! JWT keys by [`crate::auth::JwtValidator::new`], Origin patterns by
+//! [`crate::auth::OriginPolicy::new`]. Every error names the field at fault so the Python binding
+//! can raise `ValueError("<field>: <reason>")`.
 //!
 //! Durations keep the unit in the field name (`ping_interval_secs`).
 

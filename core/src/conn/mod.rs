@@ -41,7 +41,9 @@ use serde_json::{Map, Value};
 use crate::auth::{AuthError, TopicAcl};
 use crate::ids::ConnId;
 use crate::limits::{DedupWindow, TokenBucket};
-use crate::protocol::{self, BinaryInbound, ClientHello, ErrorCode, EventFormat, Frame, TextInbound};
+use crate::protocol::{
+    self, BinaryInbound, ClientHello, ErrorCode, EventFormat, Frame, TextInbound,
+};
 use crate::rand::{Entropy, uuid_v7};
 use crate::time::{Instant, WallClock};
 
@@ -165,7 +167,7 @@ pub struct ConnStats {
 /// Where the connection is in its life. Each phase owns its data.
 #[derive(Debug)]
 enum Phase {
-    Open(Open),
+    Open(Box<Open>),
     /// We sent (or were asked to send) a Close; waiting for the peer until `deadline`.
     Closing {
         deadline: Instant,
@@ -245,7 +247,9 @@ impl Connection {
         rng: &mut (impl Entropy + ?Sized),
     ) -> Connection {
         let id = ConnId::from_uuid(uuid_v7(wall, rng));
-        let msgpack = handshake.query.is_some_and(|q| q.contains("format=msgpack"));
+        let msgpack = handshake
+            .query
+            .is_some_and(|q| q.contains("format=msgpack"));
         let mut conn = Connection {
             id,
             msgpack,
@@ -269,9 +273,10 @@ impl Connection {
             None => None,
             Some(validator) => {
                 match validator.authenticate(handshake.cookie, handshake.authorization, wall) {
-                    Ok(claims) => {
-                        Some(AuthedUser { user_id: claims.sub, topic_acl: claims.topic_acl })
-                    }
+                    Ok(claims) => Some(AuthedUser {
+                        user_id: claims.sub,
+                        topic_acl: claims.topic_acl,
+                    }),
                     Err(err) => {
                         conn.reject_auth(&err, wall, now);
                         return conn;
@@ -289,14 +294,21 @@ impl Connection {
                     wall,
                 });
                 conn.push_frame(Frame::text(ready));
-                conn.push_event(Event::AuthConnect { user_id: u.user_id.clone() });
+                conn.push_event(Event::AuthConnect {
+                    user_id: u.user_id.clone(),
+                });
             }
             None => {
-                let cookies = handshake.cookie.map(String::from_utf8_lossy).unwrap_or_default();
-                conn.push_event(Event::Connect { cookies: cookies.into_owned() });
+                let cookies = handshake
+                    .cookie
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                conn.push_event(Event::Connect {
+                    cookies: cookies.into_owned(),
+                });
             }
         }
-        conn.phase = Phase::Open(conn.open_state(user, now));
+        conn.phase = Phase::Open(Box::new(conn.open_state(user, now)));
         conn
     }
 
@@ -326,7 +338,11 @@ impl Connection {
             AuthError::Missing => ErrorCode::AuthRequired,
             _ => ErrorCode::AuthFailed,
         };
-        self.push_frame(Frame::text(protocol::error_frame(code, err.client_message(), wall)));
+        self.push_frame(Frame::text(protocol::error_frame(
+            code,
+            err.client_message(),
+            wall,
+        )));
         self.enter_closing(now, close_code::AUTH_FAILED, "Authentication failed");
     }
 
@@ -347,7 +363,9 @@ impl Connection {
 
     /// The topic ACL in force: the application's (`set_topic_acl`) if set, else the JWT claim's.
     pub fn topic_acl(&self) -> Option<&TopicAcl> {
-        self.app_acl.as_ref().or_else(|| self.user().and_then(|u| u.topic_acl.as_ref()))
+        self.app_acl
+            .as_ref()
+            .or_else(|| self.user().and_then(|u| u.topic_acl.as_ref()))
     }
 
     /// True if the URL asked for msgpack (`format=msgpack` anywhere in the query).
@@ -380,9 +398,10 @@ impl Connection {
     /// The next instant at which [`Connection::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Open(open) => {
-                Some(open.next_ping.min(open.last_activity + self.settings.idle_timeout))
-            }
+            Phase::Open(open) => Some(
+                open.next_ping
+                    .min(open.last_activity + self.settings.idle_timeout),
+            ),
             Phase::Closing { deadline } => Some(*deadline),
             Phase::Closed => None,
         }
@@ -492,7 +511,11 @@ impl Connection {
             return SendEventOutcome::Duplicate;
         }
         let bucket = open.outbound.get_or_insert_with(|| {
-            TokenBucket::new(settings.rate_limit_capacity, settings.rate_limit_refill, now)
+            TokenBucket::new(
+                settings.rate_limit_capacity,
+                settings.rate_limit_refill,
+                now,
+            )
         });
         let due = |last: Option<Instant>| last.is_none_or(|t| now >= t + NOTICE_INTERVAL);
         if bucket.available(now) < 1 {
@@ -515,7 +538,10 @@ impl Connection {
             ));
         }
         let took = bucket.try_take(now);
-        debug_assert!(took, "a whole token was available a moment ago at the same instant");
+        debug_assert!(
+            took,
+            "a whole token was available a moment ago at the same instant"
+        );
         if let Some(w) = warning {
             self.push_frame(Frame::text(w));
         }
@@ -523,7 +549,10 @@ impl Connection {
             protocol::build_event_envelope(event, || uuid_v7(wall, rng).to_string(), seq, wall);
         let payload = protocol::encode_event(
             &envelope,
-            EventFormat { msgpack: self.msgpack, compression_threshold },
+            EventFormat {
+                msgpack: self.msgpack,
+                compression_threshold,
+            },
         );
         let len = payload.len();
         self.push_frame(Frame::Binary(payload));
@@ -588,7 +617,10 @@ impl Connection {
             self.begin_close(now, close_code::RATE_LIMITED, "Rate limit exceeded");
             return false;
         }
-        if open.last_inbound_limit_error.is_none_or(|t| now >= t + NOTICE_INTERVAL) {
+        if open
+            .last_inbound_limit_error
+            .is_none_or(|t| now >= t + NOTICE_INTERVAL)
+        {
             open.last_inbound_limit_error = Some(now);
             self.push_frame(Frame::text(protocol::rate_limited_error()));
         }
@@ -649,8 +681,13 @@ impl Connection {
     }
 
     fn enter_closing(&mut self, now: Instant, code: u16, reason: &str) {
-        self.outputs.push_back(Output::Close { code, reason: truncate_reason(reason) });
-        self.phase = Phase::Closing { deadline: now + self.settings.close_grace };
+        self.outputs.push_back(Output::Close {
+            code,
+            reason: truncate_reason(reason),
+        });
+        self.phase = Phase::Closing {
+            deadline: now + self.settings.close_grace,
+        };
     }
 
     fn push_frame(&mut self, frame: Frame) {
