@@ -66,3 +66,56 @@ impl ConnSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JwtAlgorithm, JwtSettings};
+
+    fn with(f: impl FnOnce(&mut ServerConfig)) -> Result<ConnSettings, ConfigError> {
+        let mut c = ServerConfig::default();
+        f(&mut c);
+        ConnSettings::from_config(&c)
+    }
+
+    #[test]
+    fn every_invalid_setting_is_reported_by_its_constructor_name() {
+        let jwt = |secret: &[u8], alg| JwtSettings {
+            secret: secret.to_vec(),
+            algorithm: alg,
+            ..Default::default()
+        };
+        let cases: Vec<(Result<ConnSettings, ConfigError>, &str)> = vec![
+            (with(|c| c.ping_interval_secs = 0), "ping_interval"),
+            (with(|c| c.jwt = Some(jwt(b"short", JwtAlgorithm::Hs256))), "jwt_secret"),
+            (with(|c| c.jwt = Some(jwt(b"not a pem", JwtAlgorithm::Rs256))), "jwt_secret"),
+            (with(|c| c.jwt = Some(jwt(b"not a pem", JwtAlgorithm::Es256))), "jwt_secret"),
+            (
+                with(|c| {
+                    let mut s = jwt(&[7; 32], JwtAlgorithm::Hs256);
+                    s.previous_secret = Some(vec![1; 31]);
+                    c.jwt = Some(s);
+                }),
+                "jwt_previous_secret",
+            ),
+            (with(|c| c.allowed_origins = vec!["not an origin".into()]), "allowed_origins"),
+        ];
+        for (got, field) in cases {
+            assert_eq!(got.expect_err(field).field, field);
+        }
+    }
+
+    #[test]
+    fn a_valid_config_carries_its_values_into_the_settings() {
+        let s = with(|c| {
+            c.jwt = Some(JwtSettings { secret: vec![7; 32], ..Default::default() });
+            c.recovery_enabled = true;
+            c.ping_interval_secs = 10;
+            c.allowed_origins = vec!["https://app.example.com".into()];
+        })
+        .expect("valid");
+        assert!(s.jwt.is_some() && s.origins.is_enabled() && s.recovery_enabled);
+        assert_eq!(s.ping_interval, Duration::from_secs(10));
+        assert_eq!(s.idle_timeout, Duration::from_secs(60));
+    }
+}
