@@ -87,9 +87,18 @@ mod tests {
         };
         let cases: Vec<(Result<ConnSettings, ConfigError>, &str)> = vec![
             (with(|c| c.ping_interval_secs = 0), "ping_interval"),
-            (with(|c| c.jwt = Some(jwt(b"short", JwtAlgorithm::Hs256))), "jwt_secret"),
-            (with(|c| c.jwt = Some(jwt(b"not a pem", JwtAlgorithm::Rs256))), "jwt_secret"),
-            (with(|c| c.jwt = Some(jwt(b"not a pem", JwtAlgorithm::Es256))), "jwt_secret"),
+            (
+                with(|c| c.jwt = Some(jwt(b"short", JwtAlgorithm::Hs256))),
+                "jwt_secret",
+            ),
+            (
+                with(|c| c.jwt = Some(jwt(b"not a pem", JwtAlgorithm::Rs256))),
+                "jwt_secret",
+            ),
+            (
+                with(|c| c.jwt = Some(jwt(b"not a pem", JwtAlgorithm::Es256))),
+                "jwt_secret",
+            ),
             (
                 with(|c| {
                     let mut s = jwt(&[7; 32], JwtAlgorithm::Hs256);
@@ -98,7 +107,10 @@ mod tests {
                 }),
                 "jwt_previous_secret",
             ),
-            (with(|c| c.allowed_origins = vec!["not an origin".into()]), "allowed_origins"),
+            (
+                with(|c| c.allowed_origins = vec!["not an origin".into()]),
+                "allowed_origins",
+            ),
         ];
         for (got, field) in cases {
             assert_eq!(got.expect_err(field).field, field);
@@ -108,7 +120,10 @@ mod tests {
     #[test]
     fn a_valid_config_carries_its_values_into_the_settings() {
         let s = with(|c| {
-            c.jwt = Some(JwtSettings { secret: vec![7; 32], ..Default::default() });
+            c.jwt = Some(JwtSettings {
+                secret: vec![7; 32],
+                ..Default::default()
+            });
             c.recovery_enabled = true;
             c.ping_interval_secs = 10;
             c.allowed_origins = vec!["https://app.example.com".into()];

@@ -532,6 +532,16 @@ fn send_event_warns_under_20_percent_and_refuses_when_empty() {
     assert_eq!(c.stats().outbound_rate_limited, 2);
 }
 
+/// Sends a 4000-character event and returns the one binary frame it produced.
+fn send_large_event(c: &mut Connection) -> Bytes {
+    let big = event(json!({"t":"x","p":"y".repeat(4000)}));
+    c.send_event(T0, WALL, &big, 1024, 0, &mut rng());
+    match &drain(c)[..] {
+        [Output::Frame(Frame::Binary(b))] => b.clone(),
+        other => panic!("expected one binary frame, got {other:?}"),
+    }
+}
+
 #[test]
 fn msgpack_connections_get_m_prefixed_send_event_output() {
     let hs = Handshake {
@@ -541,18 +551,7 @@ fn msgpack_connections_get_m_prefixed_send_event_output() {
     let mut c = accept(settings(|_| {}), hs);
     drain(&mut c);
     assert!(c.is_msgpack());
-    c.send_event(
-        T0,
-        WALL,
-        &event(json!({"t":"x","p":"y".repeat(4000)})),
-        1024,
-        0,
-        &mut rng(),
-    );
-    let out = drain(&mut c);
-    let Output::Frame(Frame::Binary(b)) = &out[0] else {
-        panic!()
-    };
+    let b = send_large_event(&mut c);
     assert_eq!(&b[..2], b"M:", "msgpack is never compressed");
     let v = protocol::msgpack_to_json(&b[2..], 64).unwrap();
     assert_eq!(v["t"], "x");
@@ -561,19 +560,11 @@ fn msgpack_connections_get_m_prefixed_send_event_output() {
 #[test]
 fn large_events_are_zlib_compressed_on_json_connections() {
     let mut c = open_plain();
-    c.send_event(
-        T0,
-        WALL,
-        &event(json!({"t":"x","p":"y".repeat(4000)})),
-        1024,
-        0,
-        &mut rng(),
-    );
-    let out = drain(&mut c);
-    let Output::Frame(Frame::Binary(b)) = &out[0] else {
-        panic!()
-    };
+    let b = send_large_event(&mut c);
     assert_eq!(&b[..2], b"C:");
+    let inflated = protocol::zlib_decompress_capped(&b[2..], 1 << 20).unwrap();
+    let v: Value = serde_json::from_slice(&inflated).unwrap();
+    assert_eq!(v["p"].as_str().map(str::len), Some(4000));
 }
 
 #[test]
