@@ -2,10 +2,12 @@
 //!
 //! Sockets, tasks and the fan-out path around the `wse-core` machines. This first part holds the
 //! HTTP upgrade ([`upgrade`]) and the post-upgrade WebSocket framing ([`wsframe`]) that let
-//! each socket keep exactly one writer; the listener, connection tasks and `ServerHandle`
-//! follow (issue "wse-runtime").
+//! each socket keep exactly one writer; the network seam ([`net`]) and the accept path and
+//! connection tasks ([`server`]) drive the core machines.
 
 #![forbid(unsafe_code)]
 
+pub mod net;
+pub mod server;
 pub mod upgrade;
 pub mod wsframe;

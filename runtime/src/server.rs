@@ -1,0 +1,676 @@
+//! The server: accept loop, one task per connection driving its `wse-core` machine, one writer
+//! per socket, and the [`Server`] handle applications call.
+//!
+//! Per connection there are exactly two tasks. The **reader** owns the read half and the
+//! machine's timers: it decodes frames, feeds the machine and routes its outputs. The **writer**
+//! owns the write half and nothing else: it drains a bounded queue of ready frames (up to
+//! [`WRITE_BATCH`] per wake) with vectored writes, each write bounded by [`WRITE_TIMEOUT`]. Every
+//! queued frame is counted against `max_outbound_queue_bytes`; a connection over budget is closed
+//! with 1013 and nobody else waits for it. Once a connection is removed nothing more is emitted
+//! for it (CONTRACT D10): its machine refuses commands and its tasks end within the close grace.
+
+use std::collections::BTreeMap;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, Bytes, BytesMut};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{OsRng, RngCore, SeedableRng};
+use serde_json::{Map, Value};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wse_core::config::{ConfigError, ServerConfig};
+use wse_core::conn::{ConnSettings, Connection, Event, Output, SendEventOutcome, close_code};
+use wse_core::protocol::{self, Frame};
+use wse_core::{ConnId, Instant, WallClock};
+
+use crate::net::{Listener, TcpListener};
+use crate::upgrade::{self, UpgradeRequest};
+use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
+
+/// Frames written per writer wake-up.
+pub const WRITE_BATCH: usize = 256;
+/// A socket write that makes no progress for this long ends the connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP upgrade must complete within this (slowloris guard).
+pub const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sockets allowed in the upgrade phase at once; extra ones are dropped.
+pub const MAX_PENDING_HANDSHAKES: usize = 512;
+/// Frames a connection's queue holds at most (the byte budget usually binds first).
+pub const MAX_QUEUED_FRAMES: usize = 65_536;
+/// `Retry-After` seconds in the 503 sent at the connection cap.
+pub const RETRY_AFTER_SECS: u32 = 5;
+/// First read buffer of a connection; it grows only for larger messages.
+const READ_CHUNK: usize = 4096;
+
+/// An application event, in order per connection: `Connect`/`AuthConnect`, then
+/// `Msg`/`Raw`/`Bin`, then `Disconnect`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ServerEvent {
+    /// Accepted without authentication; the raw `Cookie` header.
+    Connect(ConnId, String),
+    /// Authenticated; the token's `sub`.
+    AuthConnect(ConnId, String),
+    /// A JSON or msgpack message.
+    Msg(ConnId, Value),
+    /// Text that is not a JSON object.
+    Raw(ConnId, String),
+    /// Binary the server does not interpret.
+    Bin(ConnId, Bytes),
+    /// The connection is gone.
+    Disconnect(ConnId),
+}
+
+/// Why [`Server::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid; the field is named.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Binding the address failed.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Counters for health and metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    auth_failures: AtomicU64,
+    inbound_dropped: AtomicU64,
+    slow_consumer_drops: AtomicU64,
+    messages_sent: AtomicU64,
+}
+
+/// A running server. Dropping it does not stop it; call [`Server::stop`].
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    accept_task: JoinHandle<()>,
+    local_addr: std::net::SocketAddr,
+}
+
+#[derive(Debug)]
+struct Shared {
+    settings: Arc<ConnSettings>,
+    max_connections: usize,
+    max_outbound_queue_bytes: usize,
+    conns: Mutex<BTreeMap<ConnId, Arc<Peer>>>,
+    handshakes: Arc<Semaphore>,
+    events: mpsc::Sender<ServerEvent>,
+    events_rx: tokio::sync::Mutex<mpsc::Receiver<ServerEvent>>,
+    counters: Counters,
+    seq: AtomicU64,
+    rng: Mutex<ChaCha8Rng>,
+    /// Monotonic origin of the core's `Instant`, and the wall clock at that origin: wall time
+    /// is derived from tokio's clock so a simulated run stays virtual.
+    origin: tokio::time::Instant,
+    wall_origin_micros: u64,
+    draining: AtomicBool,
+    tasks: TaskTracker,
+    /// Cancelled when a shutdown's grace is over: every remaining socket is dropped.
+    cancel: CancellationToken,
+}
+
+/// One connection as the rest of the server sees it.
+#[derive(Debug)]
+struct Peer {
+    machine: Mutex<Connection>,
+    queue: mpsc::Sender<Bytes>,
+    pending_bytes: Arc<AtomicUsize>,
+    /// Wakes the reader when a command changed the machine's deadlines or ended it.
+    wake: Notify,
+    /// Set when the socket must be dropped now.
+    terminated: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks is a bug already reported by that panic; the
+    // data (a machine or a map) stays usable, so keep serving the other connections.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Server {
+    /// Validates `config`, binds `host:port`, and starts accepting. Returns once bound
+    /// (CONTRACT D1): a bind failure is an error here, never only a log line.
+    pub async fn start(config: &ServerConfig) -> Result<Server, StartError> {
+        let addr = format!("{}:{}", config.host, config.port);
+        let settings = Arc::new(ConnSettings::from_config(config)?);
+        let listener = TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        Ok(Server::start_on(listener, config, settings))
+    }
+
+    /// Starts on an already-bound listener (the simulator passes its own).
+    pub fn start_on<L: Listener>(
+        listener: L,
+        config: &ServerConfig,
+        settings: Arc<ConnSettings>,
+    ) -> Server {
+        let local_addr = listener
+            .local_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let (tx, rx) = mpsc::channel(config.max_inbound_queue_size);
+        let wall_origin_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let shared = Arc::new(Shared {
+            settings,
+            max_connections: config.max_connections,
+            max_outbound_queue_bytes: config.max_outbound_queue_bytes,
+            conns: Mutex::new(BTreeMap::new()),
+            handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            events: tx,
+            events_rx: tokio::sync::Mutex::new(rx),
+            counters: Counters::default(),
+            seq: AtomicU64::new(0),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(OsRng.next_u64())),
+            origin: tokio::time::Instant::now(),
+            wall_origin_micros,
+            draining: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        });
+        let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        Server {
+            shared,
+            accept_task,
+            local_addr,
+        }
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.local_addr
+    }
+
+    /// Registered connections.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.shared.conns).len()
+    }
+
+    /// Ids of the registered connections, ascending.
+    pub fn connections(&self) -> Vec<ConnId> {
+        lock(&self.shared.conns).keys().copied().collect()
+    }
+
+    /// Sends `text` verbatim as a text frame; unknown ids are ignored.
+    pub fn send(&self, conn: ConnId, text: &str) {
+        self.with_peer(conn, |shared, peer, m| {
+            m.send_frame(Frame::text(text));
+            shared.route(peer, m);
+        });
+    }
+
+    /// Sends `data` verbatim as a binary frame; unknown ids are ignored.
+    pub fn send_bytes(&self, conn: ConnId, data: &[u8]) {
+        self.with_peer(conn, |shared, peer, m| {
+            m.send_frame(Frame::Binary(Bytes::copy_from_slice(data)));
+            shared.route(peer, m);
+        });
+    }
+
+    /// Frames and queues an application event (dedup, rate limit, compression above
+    /// `compression_threshold`, msgpack); returns the payload bytes queued, 0 when refused or
+    /// when the id is unknown.
+    pub fn send_event(
+        &self,
+        conn: ConnId,
+        event: &Map<String, Value>,
+        compression_threshold: usize,
+    ) -> usize {
+        let seq = self.shared.seq.fetch_add(1, Ordering::Relaxed);
+        self.with_peer(conn, |shared, peer, m| {
+            let (now, wall) = shared.now();
+            let outcome = {
+                let mut rng = lock(&shared.rng);
+                m.send_event(now, wall, event, compression_threshold, seq, &mut *rng)
+            };
+            if let SendEventOutcome::Queued(_) = outcome {
+                shared
+                    .counters
+                    .messages_sent
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            shared.route(peer, m);
+            outcome.bytes()
+        })
+        .unwrap_or(0)
+    }
+
+    /// Sends `text` to every connection as one text frame built once (category injected as
+    /// UPSTREAM §2.2).
+    pub fn broadcast_all(&self, text: &str) {
+        let injected = protocol::inject_category(text);
+        self.broadcast_frame(&Frame::text(injected.into_owned()));
+    }
+
+    /// Sends `data` to every connection as one binary frame built once.
+    pub fn broadcast_all_bytes(&self, data: &[u8]) {
+        self.broadcast_frame(&Frame::Binary(Bytes::copy_from_slice(data)));
+    }
+
+    fn broadcast_frame(&self, frame: &Frame) {
+        let wire = wsframe::encode_core(frame);
+        let peers: Vec<Arc<Peer>> = lock(&self.shared.conns).values().cloned().collect();
+        for peer in peers {
+            let mut m = lock(&peer.machine);
+            if m.is_open() {
+                self.shared.enqueue(&peer, &mut m, wire.clone());
+                self.shared.route(&peer, &mut m);
+            }
+        }
+    }
+
+    /// Closes a connection with `code` and `reason` (CONTRACT D5).
+    pub fn disconnect(&self, conn: ConnId, code: u16, reason: &str) {
+        self.with_peer(conn, |shared, peer, m| {
+            let (now, _) = shared.now();
+            m.close(now, code, reason);
+            shared.route(peer, m);
+        });
+    }
+
+    /// The next application event, waiting at most `timeout`.
+    pub async fn next_event(&self, timeout: Duration) -> Option<ServerEvent> {
+        let mut rx = self.shared.events_rx.lock().await;
+        tokio::time::timeout(timeout, rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Events dropped because the queue was full.
+    pub fn inbound_dropped(&self) -> u64 {
+        self.shared.counters.inbound_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed for exceeding their outbound budget.
+    pub fn slow_consumer_drops(&self) -> u64 {
+        self.shared
+            .counters
+            .slow_consumer_drops
+            .load(Ordering::Relaxed)
+    }
+
+    /// Stops: refuses new sockets, closes every connection with `code`/`reason`, waits up to
+    /// `timeout` for them to finish, then drops whatever is left. `stop()` is
+    /// `shutdown(1001, "server shutting down", 2 s)`; a drain uses 4300.
+    pub async fn shutdown(self, code: u16, reason: &str, timeout: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        self.accept_task.abort();
+        let peers: Vec<Arc<Peer>> = lock(&self.shared.conns).values().cloned().collect();
+        let (now, _) = self.shared.now();
+        for peer in &peers {
+            let mut m = lock(&peer.machine);
+            m.close(now, code, reason);
+            self.shared.route(peer, &mut m);
+        }
+        self.shared.tasks.close();
+        if tokio::time::timeout(timeout, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            // Handshakes, rejected sockets still closing, and peers that never answered.
+            self.shared.cancel.cancel();
+            self.shared.tasks.wait().await;
+        }
+    }
+
+    /// `stop()`: close 1001 "server shutting down", flush for up to 2 s, end every task.
+    pub async fn stop(self) {
+        self.shutdown(
+            close_code::GOING_AWAY,
+            "server shutting down",
+            Duration::from_secs(2),
+        )
+        .await;
+    }
+
+    fn with_peer<R>(
+        &self,
+        conn: ConnId,
+        f: impl FnOnce(&Shared, &Peer, &mut Connection) -> R,
+    ) -> Option<R> {
+        let peer = lock(&self.shared.conns).get(&conn).cloned()?;
+        let mut m = lock(&peer.machine);
+        Some(f(&self.shared, &peer, &mut m))
+    }
+}
+
+impl Shared {
+    fn now(&self) -> (Instant, WallClock) {
+        let elapsed = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX);
+        (
+            Instant::from_micros(elapsed),
+            WallClock::from_unix_micros(self.wall_origin_micros.saturating_add(elapsed)),
+        )
+    }
+
+    /// Queues `wire` for the writer, counting it against the byte budget. Over budget (or a
+    /// full queue) the connection is closed with 1013.
+    fn enqueue(&self, peer: &Peer, m: &mut Connection, wire: Bytes) {
+        let len = wire.len();
+        let pending = peer.pending_bytes.fetch_add(len, Ordering::AcqRel) + len;
+        let over = self.max_outbound_queue_bytes != 0 && pending > self.max_outbound_queue_bytes;
+        if over || peer.queue.try_send(wire).is_err() {
+            peer.pending_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.counters
+                .slow_consumer_drops
+                .fetch_add(1, Ordering::Relaxed);
+            let (now, _) = self.now();
+            m.close(now, close_code::TRY_AGAIN_LATER, "Slow consumer");
+        }
+    }
+
+    /// Acts on every output the machine has queued, in order.
+    fn route(&self, peer: &Peer, m: &mut Connection) {
+        let id = m.id();
+        while let Some(out) = m.poll_output() {
+            match out {
+                Output::Frame(frame) => self.enqueue(peer, m, wsframe::encode_core(&frame)),
+                Output::Event(event) => self.emit(match event {
+                    Event::Connect { cookies } => ServerEvent::Connect(id, cookies),
+                    Event::AuthConnect { user_id } => ServerEvent::AuthConnect(id, user_id),
+                    Event::Msg(v) => ServerEvent::Msg(id, v),
+                    Event::Raw(s) => ServerEvent::Raw(id, s),
+                    Event::Bin(b) => ServerEvent::Bin(id, b),
+                }),
+                Output::Close { code, reason } => {
+                    // Control frames bypass the byte budget; a full queue means the peer is
+                    // not reading at all, so drop it.
+                    let wire = wsframe::encode_close(code, &reason);
+                    if peer.queue.try_send(wire).is_err() {
+                        peer.terminated.store(true, Ordering::SeqCst);
+                    }
+                    peer.wake.notify_one();
+                }
+                Output::Terminate => {
+                    peer.terminated.store(true, Ordering::SeqCst);
+                    peer.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: ServerEvent) {
+        if self.events.try_send(event).is_err() {
+            self.counters
+                .inbound_dropped
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn accept_loop<L: Listener>(mut listener: L, shared: Arc<Shared>) {
+    loop {
+        let Ok((stream, _peer)) = listener.accept().await else {
+            // Transient accept errors (EMFILE, aborted handshakes): back off briefly.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        if shared.draining.load(Ordering::SeqCst) {
+            continue; // dropped before the upgrade
+        }
+        let Ok(permit) = Arc::clone(&shared.handshakes).try_acquire_owned() else {
+            continue; // too many handshakes in flight: drop, like the original
+        };
+        let task_shared = Arc::clone(&shared);
+        shared.tasks.spawn(async move {
+            let upgraded = tokio::select! {
+                biased;
+                () = task_shared.cancel.cancelled() => return,
+                up = tokio::time::timeout(UPGRADE_TIMEOUT, handshake(stream, &task_shared)) => up,
+            };
+            drop(permit);
+            if let Ok(Some((stream, leftover, peer, rx))) = upgraded {
+                serve(stream, leftover, peer, rx, task_shared).await;
+            }
+        });
+    }
+}
+
+type Upgraded<S> = (S, BytesMut, Arc<Peer>, mpsc::Receiver<Bytes>);
+
+/// Reads the upgrade request, answers it, and registers the connection if the machine accepts
+/// it. `None`: the socket is done (refused, rejected, or gone).
+async fn handshake<S>(mut stream: S, shared: &Arc<Shared>) -> Option<Upgraded<S>>
+where
+    S: tokio::io::AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::with_capacity(1024);
+    let (request, head_len): (UpgradeRequest, usize) = loop {
+        if stream.read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+        match upgrade::parse(&buf) {
+            Ok(Some(done)) => break done,
+            Ok(None) => {}
+            Err(e) => {
+                let _ = stream.write_all(&e.response()).await;
+                return None;
+            }
+        }
+    };
+    buf.advance(head_len);
+    if lock(&shared.conns).len() >= shared.max_connections {
+        shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        let _ = stream
+            .write_all(&upgrade::service_unavailable(RETRY_AFTER_SECS))
+            .await;
+        return None;
+    }
+    stream.write_all(&request.accept_response()).await.ok()?;
+
+    let (now, wall) = shared.now();
+    let machine = {
+        let mut rng = lock(&shared.rng);
+        Connection::accept(
+            Arc::clone(&shared.settings),
+            &request.handshake(),
+            now,
+            wall,
+            &mut *rng,
+        )
+    };
+    let (tx, rx) = mpsc::channel(MAX_QUEUED_FRAMES);
+    let peer_is_open = machine.is_open();
+    let id = machine.id();
+    if !peer_is_open {
+        shared
+            .counters
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    let peer = Arc::new(Peer {
+        machine: Mutex::new(machine),
+        queue: tx,
+        pending_bytes: Arc::new(AtomicUsize::new(0)),
+        wake: Notify::new(),
+        terminated: AtomicBool::new(false),
+    });
+    // Register and route the first outputs (server_ready, the connect event, or the rejection)
+    // while holding the machine: a broadcast that finds the new connection waits for this lock,
+    // so server_ready is always first on the wire and the connect event precedes any other.
+    {
+        let mut m = lock(&peer.machine);
+        if peer_is_open {
+            let mut conns = lock(&shared.conns);
+            if conns.len() >= shared.max_connections {
+                drop(conns);
+                shared.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                while m.poll_output().is_some() {} // not accepted after all: no server_ready
+                m.close(now, close_code::TRY_AGAIN_LATER, "Server at capacity");
+            } else {
+                conns.insert(id, Arc::clone(&peer));
+                shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        shared.route(&peer, &mut m);
+    }
+    Some((stream, buf, peer, rx))
+}
+
+/// Runs a connection until it ends, then cleans up and emits `Disconnect` (for registered
+/// connections), strictly after every other event of the connection.
+async fn serve<S>(
+    stream: S,
+    mut buf: BytesMut,
+    peer: Arc<Peer>,
+    rx: mpsc::Receiver<Bytes>,
+    shared: Arc<Shared>,
+) where
+    S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(stream);
+    let writer = tokio::spawn(write_loop(wr, rx, Arc::clone(&peer.pending_bytes)));
+    let mut decoder = FrameDecoder::new(shared.settings.max_message_size);
+    if buf.capacity() < READ_CHUNK {
+        buf.reserve(READ_CHUNK - buf.len());
+    }
+    // Frames already read with the upgrade request.
+    let mut ended = !feed(&shared, &peer, &mut decoder, &mut buf);
+    while !ended && !peer.terminated.load(Ordering::SeqCst) {
+        let deadline = lock(&peer.machine).poll_timeout();
+        let Some(deadline) = deadline else { break };
+        let sleep_until = shared.origin + Duration::from_micros(deadline.as_micros());
+        tokio::select! {
+            biased;
+            () = shared.cancel.cancelled() => peer.terminated.store(true, Ordering::SeqCst),
+            () = peer.wake.notified() => {}
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) | Err(_) => {
+                    let (now, _) = shared.now();
+                    lock(&peer.machine).handle_transport_closed(now);
+                    ended = true;
+                }
+                Ok(_) => ended = !feed(&shared, &peer, &mut decoder, &mut buf),
+            },
+            () = tokio::time::sleep_until(sleep_until) => {
+                let (now, wall) = shared.now();
+                let mut m = lock(&peer.machine);
+                m.handle_timeout(now, wall);
+                shared.route(&peer, &mut m);
+            }
+        }
+    }
+    let id = lock(&peer.machine).id();
+    let was_registered = lock(&shared.conns).remove(&id).is_some();
+    if peer.terminated.load(Ordering::SeqCst) {
+        writer.abort();
+    }
+    // The writer ends once every sender is gone (the map entry was the long-lived one) or,
+    // for a stuck socket, at its write timeout.
+    drop(peer);
+    let _ = writer.await;
+    if was_registered {
+        shared.emit(ServerEvent::Disconnect(id));
+    }
+}
+
+/// Decodes every complete frame in `buf` into the machine. Returns false once the connection
+/// is over (peer Close, framing error).
+fn feed(shared: &Shared, peer: &Peer, decoder: &mut FrameDecoder, buf: &mut BytesMut) -> bool {
+    loop {
+        let decoded = decoder.decode(buf);
+        let (now, wall) = shared.now();
+        let mut m = lock(&peer.machine);
+        let alive = match decoded {
+            Ok(None) => return true,
+            Ok(Some(Inbound::Text(t))) => {
+                m.handle_text(now, wall, &t);
+                true
+            }
+            Ok(Some(Inbound::Binary(b))) => {
+                m.handle_binary(now, wall, &b);
+                true
+            }
+            Ok(Some(Inbound::Ping(p))) => {
+                m.handle_ws_ping(now);
+                if m.is_open() {
+                    // The one writer answers the Ping like any other frame.
+                    shared.enqueue(peer, &mut m, wsframe::encode(Opcode::Pong, &p));
+                }
+                true
+            }
+            Ok(Some(Inbound::Pong(_))) => {
+                m.handle_ws_pong(now);
+                true
+            }
+            Ok(Some(Inbound::Close(_))) => {
+                if m.is_open() {
+                    // Echo the close (RFC 6455 §5.5.1) before the socket goes.
+                    let _ = peer
+                        .queue
+                        .try_send(wsframe::encode_close(close_code::NORMAL, ""));
+                }
+                m.handle_peer_close(now);
+                false
+            }
+            Err(e) => {
+                m.close(now, e.close_code(), &e.to_string());
+                shared.route(peer, &mut m);
+                m.handle_transport_closed(now);
+                false
+            }
+        };
+        shared.route(peer, &mut m);
+        if !alive {
+            return false;
+        }
+    }
+}
+
+/// The one writer of a socket: drains up to [`WRITE_BATCH`] frames per wake with vectored
+/// writes; every write must progress within [`WRITE_TIMEOUT`].
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Bytes>,
+    pending: Arc<AtomicUsize>,
+) {
+    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let total: usize = batch.iter().map(Bytes::len).sum();
+        match tokio::time::timeout(WRITE_TIMEOUT, write_all_vectored(&mut wr, &mut batch)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return,
+        }
+        pending.fetch_sub(total.min(pending.load(Ordering::Acquire)), Ordering::AcqRel);
+        batch.clear();
+    }
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;
+}
+
+async fn write_all_vectored<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    frames: &mut [Bytes],
+) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < frames.len() {
+        let slices: Vec<IoSlice<'_>> = frames[first..].iter().map(|b| IoSlice::new(b)).collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < frames.len() && written >= frames[first].len() {
+            written -= frames[first].len();
+            first += 1;
+        }
+        if written > 0 {
+            frames[first].advance(written);
+        }
+    }
+    wr.flush().await
+}

@@ -1,0 +1,288 @@
+//! The server on loopback, driven by a real WebSocket client (tokio-tungstenite).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use wse_core::auth::encode_jwt;
+use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
+use wse_runtime::server::{Server, ServerEvent};
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+const SECRET: &[u8] = b"integration-test-secret-of-32-bytes-or-more";
+const WAIT: Duration = Duration::from_secs(5);
+
+fn config(f: impl FnOnce(&mut ServerConfig)) -> ServerConfig {
+    let mut c = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    f(&mut c);
+    c
+}
+
+fn jwt(c: &mut ServerConfig) {
+    c.jwt = Some(JwtSettings {
+        secret: SECRET.to_vec(),
+        ..Default::default()
+    });
+}
+
+fn token(sub: &str) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let claims = json!({"sub": sub, "exp": exp});
+    encode_jwt(
+        claims.as_object().unwrap(),
+        SECRET,
+        JwtAlgorithm::Hs256,
+        None,
+    )
+    .unwrap()
+}
+
+async fn connect(server: &Server, cookie_token: Option<&str>) -> Ws {
+    let mut req = format!("ws://{}/wse", server.local_addr())
+        .into_client_request()
+        .unwrap();
+    if let Some(t) = cookie_token {
+        req.headers_mut()
+            .insert("Cookie", format!("access_token={t}").parse().unwrap());
+    }
+    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap()
+        .unwrap();
+    ws
+}
+
+async fn next(ws: &mut Ws) -> Message {
+    tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("a frame in time")
+        .expect("open")
+        .expect("valid")
+}
+
+async fn next_json(ws: &mut Ws) -> Value {
+    match next(ws).await {
+        Message::Text(t) => serde_json::from_str(&t).unwrap(),
+        Message::Binary(b) => serde_json::from_slice(&b).unwrap(),
+        other => panic!("expected JSON, got {other:?}"),
+    }
+}
+
+async fn close_code_of(ws: &mut Ws) -> u16 {
+    loop {
+        match next(ws).await {
+            Message::Close(Some(f)) => return u16::from(f.code),
+            Message::Close(None) => return 1005,
+            _ => {}
+        }
+    }
+}
+
+async fn event(server: &Server) -> ServerEvent {
+    server.next_event(WAIT).await.expect("an event in time")
+}
+
+#[tokio::test]
+async fn an_authenticated_client_gets_server_ready_first_then_hello_and_pong() {
+    let server = Server::start(&config(jwt)).await.unwrap();
+    let mut ws = connect(&server, Some(&token("alice"))).await;
+    let ready = next_json(&mut ws).await;
+    assert_eq!(ready["t"], "server_ready");
+    let ServerEvent::AuthConnect(id, user) = event(&server).await else {
+        panic!()
+    };
+    assert_eq!(user, "alice");
+    assert_eq!(ready["p"]["details"]["connection_id"], id.to_string());
+
+    ws.send(Message::text(
+        r#"{"c":"WSE","t":"client_hello","p":{"protocol_version":1}}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(next_json(&mut ws).await["t"], "server_hello");
+    ws.send(Message::text(
+        r#"{"c":"WSE","t":"ping","p":{"timestamp":1},"v":1}"#,
+    ))
+    .await
+    .unwrap();
+    let Message::Text(pong) = next(&mut ws).await else {
+        panic!()
+    };
+    assert!(pong[..25].contains(r#""t":"PONG""#), "{pong}");
+
+    ws.send(Message::text(r#"{"t":"chat","p":{"x":1}}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        event(&server).await,
+        ServerEvent::Msg(id, json!({"t":"chat","p":{"x":1}}))
+    );
+    ws.close(None).await.unwrap();
+    assert_eq!(event(&server).await, ServerEvent::Disconnect(id));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_without_a_token_gets_auth_required_and_close_4401() {
+    let server = Server::start(&config(jwt)).await.unwrap();
+    let mut ws = connect(&server, None).await;
+    let err = next_json(&mut ws).await;
+    assert_eq!(err["p"]["code"], "AUTH_REQUIRED");
+    assert_eq!(close_code_of(&mut ws).await, 4401);
+    assert_eq!(server.connection_count(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_the_upgrade_is_answered_with_503_and_retry_after() {
+    let server = Server::start(&config(|c| c.max_connections = 1))
+        .await
+        .unwrap();
+    let _first = connect(&server, None).await;
+    let _ = event(&server).await;
+    let mut raw = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    raw.write_all(
+        b"GET /wse HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut resp = String::new();
+    tokio::time::timeout(WAIT, raw.read_to_string(&mut resp))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 503 "), "{resp}");
+    assert!(resp.contains("Retry-After: 5"), "{resp}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn send_send_event_and_broadcasts_reach_clients_in_their_framings() {
+    let server = Server::start(&config(|_| {})).await.unwrap();
+    let mut a = connect(&server, None).await;
+    let ServerEvent::Connect(a_id, _) = event(&server).await else {
+        panic!()
+    };
+    let mut b = connect(&server, None).await;
+    let _ = event(&server).await;
+
+    server.send(a_id, "hello a");
+    assert_eq!(next(&mut a).await, Message::text("hello a"));
+    let ev = json!({"t":"order","p":{"big":"x".repeat(2000)}});
+    assert!(server.send_event(a_id, ev.as_object().unwrap(), 1024) > 0);
+    let Message::Binary(bin) = next(&mut a).await else {
+        panic!()
+    };
+    assert_eq!(&bin[..2], b"C:", "over the threshold: zlib");
+
+    server.broadcast_all(r#"{"t":"news","p":1}"#);
+    for ws in [&mut a, &mut b] {
+        let Message::Text(t) = next(ws).await else {
+            panic!()
+        };
+        assert_eq!(t.as_str(), r#"{"c":"U","t":"news","p":1}"#);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_messages_close_with_1009_and_disconnect_closes_with_the_given_code() {
+    let server = Server::start(&config(|c| c.max_message_size = 1024))
+        .await
+        .unwrap();
+    let mut a = connect(&server, None).await;
+    let ServerEvent::Connect(a_id, _) = event(&server).await else {
+        panic!()
+    };
+    a.send(Message::text("x".repeat(2000))).await.unwrap();
+    assert_eq!(close_code_of(&mut a).await, 1009);
+    drop(a);
+    assert_eq!(event(&server).await, ServerEvent::Disconnect(a_id));
+
+    let mut b = connect(&server, None).await;
+    let ServerEvent::Connect(b_id, _) = event(&server).await else {
+        panic!()
+    };
+    server.disconnect(b_id, 4300, "drain");
+    assert_eq!(close_code_of(&mut b).await, 4300);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn stop_closes_clients_with_1001_and_the_port_can_be_bound_again() {
+    let server = Server::start(&config(|_| {})).await.unwrap();
+    let addr = server.local_addr();
+    let mut a = connect(&server, None).await;
+    let _ = event(&server).await;
+    server.stop().await;
+    assert_eq!(close_code_of(&mut a).await, u16::from(CloseCode::Away));
+    let again = Server::start(&config(|c| c.port = addr.port()))
+        .await
+        .expect("rebind after stop");
+    again.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_closed_with_1013_while_a_fast_one_receives_everything() {
+    let server = Server::start(&config(|c| c.max_outbound_queue_bytes = 256 * 1024)).await.unwrap();
+    let mut slow = connect(&server, None).await;
+    let ServerEvent::Connect(slow_id, _) = event(&server).await else { panic!() };
+    let mut fast = connect(&server, None).await;
+    let _ = event(&server).await;
+
+    const N: usize = 3000; // 3000 × 10 KB = 30 MB: far beyond socket buffers and the budget
+    let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen_by_fast = std::sync::Arc::clone(&progress);
+    let reader = tokio::spawn(async move {
+        let mut seen = 0usize;
+        while seen < N {
+            match tokio::time::timeout(Duration::from_secs(20), fast.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let v: Value = serde_json::from_str(&t).unwrap();
+                    assert_eq!(v["p"]["n"], seen, "in order, none missing");
+                    seen += 1;
+                    seen_by_fast.store(seen, std::sync::atomic::Ordering::Release);
+                }
+                other => panic!("fast consumer stalled after {seen}: {other:?}"),
+            }
+        }
+        seen
+    });
+    let pad = "x".repeat(10_000);
+    for n in 0..N {
+        server.broadcast_all(&format!(r#"{{"t":"tick","p":{{"n":{n},"pad":"{pad}"}}}}"#));
+        // Pace the publisher to the fast consumer (at most 8 messages, 80 KB, ahead), as a
+        // real feed would be: the slow one never reads and must not hold the fast one back.
+        while n.saturating_sub(progress.load(std::sync::atomic::Ordering::Acquire)) > 8 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    assert_eq!(reader.await.unwrap(), N);
+    assert!(server.slow_consumer_drops() >= 1);
+    // The slow client finally reads: whatever was queued, then the 1013 close.
+    assert_eq!(close_code_of(&mut slow).await, 1013);
+    drop(slow);
+    loop {
+        if event(&server).await == ServerEvent::Disconnect(slow_id) {
+            break;
+        }
+    }
+    assert!(!server.connections().contains(&slow_id));
+    server.stop().await;
+}
