@@ -240,9 +240,13 @@ async fn stop_closes_clients_with_1001_and_the_port_can_be_bound_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_1013_while_a_fast_one_receives_everything() {
-    let server = Server::start(&config(|c| c.max_outbound_queue_bytes = 256 * 1024)).await.unwrap();
+    let server = Server::start(&config(|c| c.max_outbound_queue_bytes = 256 * 1024))
+        .await
+        .unwrap();
     let mut slow = connect(&server, None).await;
-    let ServerEvent::Connect(slow_id, _) = event(&server).await else { panic!() };
+    let ServerEvent::Connect(slow_id, _) = event(&server).await else {
+        panic!()
+    };
     let mut fast = connect(&server, None).await;
     let _ = event(&server).await;
 
