@@ -24,9 +24,11 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wse_core::auth::TopicAcl;
 use wse_core::config::{ConfigError, ServerConfig};
 use wse_core::conn::{ConnSettings, Connection, Event, Output, SendEventOutcome, close_code};
 use wse_core::protocol::{self, Frame};
+use wse_core::pubsub::{Registry, SubscribeError};
 use wse_core::{ConnId, Instant, WallClock};
 
 use crate::net::{Listener, TcpListener};
@@ -107,6 +109,10 @@ struct Shared {
     max_connections: usize,
     max_outbound_queue_bytes: usize,
     conns: Mutex<BTreeMap<ConnId, Arc<Peer>>>,
+    /// Topic subscriptions. One lock for now; sharding by topic is the next step for
+    /// concurrent publishers (lock order: registry, then conns, then a machine — never conns
+    /// while holding a machine except at registration, which takes no registry lock).
+    registry: Mutex<Registry>,
     handshakes: Arc<Semaphore>,
     events: mpsc::Sender<ServerEvent>,
     events_rx: tokio::sync::Mutex<mpsc::Receiver<ServerEvent>>,
@@ -171,6 +177,7 @@ impl Server {
             max_connections: config.max_connections,
             max_outbound_queue_bytes: config.max_outbound_queue_bytes,
             conns: Mutex::new(BTreeMap::new()),
+            registry: Mutex::new(Registry::new(config.max_subscriptions_per_connection)),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
             events: tx,
             events_rx: tokio::sync::Mutex::new(rx),
@@ -270,6 +277,100 @@ impl Server {
             if m.is_open() {
                 self.shared.enqueue(&peer, &mut m, wire.clone());
                 self.shared.route(&peer, &mut m);
+            }
+        }
+    }
+
+    /// Subscribes a connection to `topics` (`*`/`?` make glob subscriptions), or with
+    /// `queue_group` joins each topic's group for round-robin delivery instead. Topics the
+    /// connection's ACL refuses are dropped silently, as are topics with control characters;
+    /// unknown ids are ignored. At the `max_subscriptions_per_connection` limit:
+    /// [`SubscribeError::LimitReached`]; otherwise the list is cut to the remaining budget.
+    /// Returns the topics actually added.
+    pub fn subscribe_connection(
+        &self,
+        conn: ConnId,
+        topics: &[String],
+        queue_group: Option<&str>,
+    ) -> Result<Vec<String>, SubscribeError> {
+        let Some(acl) = self.with_peer(conn, |_, _, m| m.is_open().then(|| m.topic_acl().cloned()))
+        else {
+            return Ok(Vec::new());
+        };
+        let Some(acl) = acl else {
+            return Ok(Vec::new());
+        }; // closing: nothing to add
+        let allowed: Vec<String> = topics
+            .iter()
+            .filter(|t| acl.as_ref().is_none_or(|a| a.allows_subscription(t)))
+            .cloned()
+            .collect();
+        let outcome = lock(&self.shared.registry).subscribe(conn, &allowed, queue_group)?;
+        if !lock(&self.shared.conns).contains_key(&conn) {
+            // The connection ended meanwhile: leave no trace (D11).
+            let _gone = lock(&self.shared.registry).remove_connection(conn);
+            return Ok(Vec::new());
+        }
+        Ok(outcome.added)
+    }
+
+    /// Unsubscribes from `topics`, or from everything (queue groups included) with `None`.
+    pub fn unsubscribe_connection(&self, conn: ConnId, topics: Option<&[String]>) {
+        let _removed = lock(&self.shared.registry).unsubscribe(conn, topics);
+    }
+
+    /// Fan-out subscribers of exactly this topic key (queue members excluded).
+    pub fn topic_subscriber_count(&self, topic: &str) -> usize {
+        lock(&self.shared.registry).subscriber_count(topic)
+    }
+
+    /// `{group: members}` of a topic's queue groups.
+    pub fn queue_group_info(&self, topic: &str) -> BTreeMap<String, usize> {
+        lock(&self.shared.registry).queue_group_info(topic)
+    }
+
+    /// Replaces a connection's topic ACL (overrides the JWT claim's); unknown ids are ignored.
+    pub fn set_topic_acl(&self, conn: ConnId, allow: Vec<String>, deny: Vec<String>) {
+        self.with_peer(conn, |_, _, m| m.set_topic_acl(TopicAcl::new(allow, deny)));
+    }
+
+    /// Publishes `text` to a topic on this node: one text frame built once (category injected)
+    /// to every exact subscriber, every glob subscriber whose pattern matches **and whose ACL
+    /// allows this topic** (CONTRACT D9), and one eligible member of each queue group.
+    pub fn broadcast_local(&self, topic: &str, text: &str) {
+        let wire = wsframe::encode_core(&Frame::text(protocol::inject_category(text).into_owned()));
+        let shared = &self.shared;
+        let peer_of = |c: ConnId| lock(&shared.conns).get(&c).cloned();
+        let targets = lock(&shared.registry).publish_targets(
+            topic,
+            |c| {
+                peer_of(c).is_some_and(|p| {
+                    let open = lock(&p.machine).is_open();
+                    let budget = shared.max_outbound_queue_bytes;
+                    open && (budget == 0 || p.pending_bytes.load(Ordering::Acquire) < budget)
+                })
+            },
+            |c, t| {
+                peer_of(c).is_some_and(|p| {
+                    lock(&p.machine)
+                        .topic_acl()
+                        .is_none_or(|acl| acl.allows_topic(t))
+                })
+            },
+        );
+        if targets.queue_misses > 0 {
+            shared
+                .counters
+                .slow_consumer_drops
+                .fetch_add(targets.queue_misses as u64, Ordering::Relaxed);
+        }
+        for c in targets.fanout.into_iter().chain(targets.queue) {
+            if let Some(peer) = peer_of(c) {
+                let mut m = lock(&peer.machine);
+                if m.is_open() {
+                    shared.enqueue(&peer, &mut m, wire.clone());
+                    shared.route(&peer, &mut m);
+                }
             }
         }
     }
@@ -568,6 +669,7 @@ async fn serve<S>(
     }
     let id = lock(&peer.machine).id();
     let was_registered = lock(&shared.conns).remove(&id).is_some();
+    let _left = lock(&shared.registry).remove_connection(id);
     if peer.terminated.load(Ordering::SeqCst) {
         writer.abort();
     }

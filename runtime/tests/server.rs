@@ -290,3 +290,162 @@ async fn a_slow_consumer_is_closed_with_1013_while_a_fast_one_receives_everythin
     assert!(!server.connections().contains(&slow_id));
     server.stop().await;
 }
+
+async fn plain_client(server: &Server) -> (Ws, wse_core::ConnId) {
+    let ws = connect(server, None).await;
+    match event(server).await {
+        ServerEvent::Connect(id, _) => (ws, id),
+        other => panic!("expected connect, got {other:?}"),
+    }
+}
+
+async fn silent(ws: &mut Ws) -> bool {
+    tokio::time::timeout(Duration::from_millis(200), ws.next())
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn topic_publications_reach_exact_and_glob_subscribers_once() {
+    let server = Server::start(&config(|_| {})).await.unwrap();
+    let (mut exact, e) = plain_client(&server).await;
+    let (mut glob, g) = plain_client(&server).await;
+    let (mut both, b) = plain_client(&server).await;
+    let (mut other, o) = plain_client(&server).await;
+    server
+        .subscribe_connection(e, &["chat:lobby".into()], None)
+        .unwrap();
+    server
+        .subscribe_connection(g, &["chat:*".into()], None)
+        .unwrap();
+    server
+        .subscribe_connection(b, &["chat:lobby".into(), "chat:*".into()], None)
+        .unwrap();
+    server
+        .subscribe_connection(o, &["news".into()], None)
+        .unwrap();
+    assert_eq!(server.topic_subscriber_count("chat:lobby"), 2);
+
+    server.broadcast_local("chat:lobby", r#"{"t":"msg","p":"hi"}"#);
+    for ws in [&mut exact, &mut glob, &mut both] {
+        assert_eq!(
+            next(ws).await,
+            Message::text(r#"{"c":"U","t":"msg","p":"hi"}"#)
+        );
+    }
+    assert!(silent(&mut both).await, "deduplicated by connection");
+    assert!(silent(&mut other).await);
+
+    server.unsubscribe_connection(e, None);
+    server.broadcast_local("chat:lobby", r#"{"t":"msg","p":2}"#);
+    assert!(silent(&mut exact).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_deny_rule_holds_against_a_glob_subscription_at_delivery() {
+    // UPSTREAM §13.3 #3: allow data:*, deny data:internal:*, subscribe to the pattern data:*.
+    let server = Server::start(&config(|_| {})).await.unwrap();
+    let (mut ws, id) = plain_client(&server).await;
+    server.set_topic_acl(id, vec!["data:*".into()], vec!["data:internal:*".into()]);
+    let added = server
+        .subscribe_connection(id, &["data:*".into(), "secrets".into()], None)
+        .unwrap();
+    assert_eq!(
+        added,
+        vec!["data:*".to_string()],
+        "secrets is not allowed at all"
+    );
+    server.broadcast_local("data:internal:audit", r#"{"t":"x","p":"secret"}"#);
+    server.broadcast_local("data:public:prices", r#"{"t":"x","p":"public"}"#);
+    let Message::Text(t) = next(&mut ws).await else {
+        panic!()
+    };
+    assert!(
+        t.contains("public"),
+        "the denied topic was never delivered: {t}"
+    );
+    assert!(silent(&mut ws).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn queue_groups_deliver_each_publication_to_one_member_in_turn() {
+    let server = Server::start(&config(|_| {})).await.unwrap();
+    let (mut w1, a) = plain_client(&server).await;
+    let (mut w2, b) = plain_client(&server).await;
+    for id in [a, b] {
+        server
+            .subscribe_connection(id, &["jobs".into()], Some("workers"))
+            .unwrap();
+    }
+    assert_eq!(server.queue_group_info("jobs").get("workers"), Some(&2));
+    assert_eq!(
+        server.topic_subscriber_count("jobs"),
+        0,
+        "queue members are not fan-out"
+    );
+    for n in 0..4 {
+        server.broadcast_local("jobs", &format!(r#"{{"t":"job","p":{n}}}"#));
+    }
+    let mut got = Vec::new();
+    for ws in [&mut w1, &mut w2] {
+        for _ in 0..2 {
+            let Message::Text(t) = next(ws).await else {
+                panic!()
+            };
+            got.push(
+                serde_json::from_str::<Value>(&t).unwrap()["p"]
+                    .as_u64()
+                    .unwrap(),
+            );
+        }
+        assert!(silent(ws).await);
+    }
+    got.sort_unstable();
+    assert_eq!(got, vec![0, 1, 2, 3]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_subscription_limit_is_enforced() {
+    let server = Server::start(&config(|c| c.max_subscriptions_per_connection = 2))
+        .await
+        .unwrap();
+    let (_ws, id) = plain_client(&server).await;
+    let added = server
+        .subscribe_connection(id, &["a".into(), "b".into(), "c".into()], None)
+        .unwrap();
+    assert_eq!(added.len(), 2);
+    assert!(
+        server
+            .subscribe_connection(id, &["d".into()], None)
+            .is_err()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_clients_are_closed_with_4408_and_websocket_pings_are_answered() {
+    let server = Server::start(&config(|c| {
+        c.ping_interval_secs = 1;
+        c.idle_timeout_secs = 2;
+    }))
+    .await
+    .unwrap();
+    let (mut ws, _) = plain_client(&server).await;
+    ws.send(Message::Ping(b"hb".to_vec().into())).await.unwrap();
+    let mut saw_pong = false;
+    let mut saw_server_ping = false;
+    let code = loop {
+        match next(&mut ws).await {
+            Message::Pong(p) => saw_pong |= &p[..] == b"hb",
+            Message::Text(t) => saw_server_ping |= t.starts_with(r#"{"c":"WSE","t":"ping""#),
+            Message::Close(f) => break f.map(|f| u16::from(f.code)),
+            _ => {}
+        }
+    };
+    assert!(saw_pong && saw_server_ping);
+    assert_eq!(code, Some(4408));
+    server.stop().await;
+}
