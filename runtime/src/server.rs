@@ -1,5 +1,5 @@
 //! The server: accept loop, one task per connection driving its `wse-core` machine, one writer
-//! per socket, and the [`Server`] handle applications call.
+//! per socket, and the [`ServerHandle`] applications call.
 //!
 //! Per connection there are exactly two tasks. The **reader** owns the read half and the
 //! machine's timers: it decodes frames, feeds the machine and routes its outputs. The **writer**
@@ -68,7 +68,7 @@ pub enum ServerEvent {
     Disconnect(ConnId),
 }
 
-/// Why [`Server::start`] failed.
+/// Why [`ServerHandle::start`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// The configuration is invalid; the field is named.
@@ -87,6 +87,10 @@ pub enum StartError {
 /// Counters for health and metrics.
 #[derive(Debug, Default)]
 struct Counters {
+    messages_received: AtomicU64,
+    bytes_received: AtomicU64,
+    bytes_sent: AtomicU64,
+    rate_limited: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
     auth_failures: AtomicU64,
@@ -95,9 +99,9 @@ struct Counters {
     messages_sent: AtomicU64,
 }
 
-/// A running server. Dropping it does not stop it; call [`Server::stop`].
+/// A running server. Dropping it does not stop it; call [`ServerHandle::stop`].
 #[derive(Debug)]
-pub struct Server {
+pub struct ServerHandle {
     shared: Arc<Shared>,
     accept_task: JoinHandle<()>,
     local_addr: std::net::SocketAddr,
@@ -124,6 +128,8 @@ struct Shared {
     origin: tokio::time::Instant,
     wall_origin_micros: u64,
     draining: AtomicBool,
+    recovery_enabled: bool,
+    presence_enabled: bool,
     tasks: TaskTracker,
     /// Cancelled when a shutdown's grace is over: every remaining socket is dropped.
     cancel: CancellationToken,
@@ -147,16 +153,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl Server {
+impl ServerHandle {
     /// Validates `config`, binds `host:port`, and starts accepting. Returns once bound
     /// (CONTRACT D1): a bind failure is an error here, never only a log line.
-    pub async fn start(config: &ServerConfig) -> Result<Server, StartError> {
+    pub async fn start(config: &ServerConfig) -> Result<ServerHandle, StartError> {
         let addr = format!("{}:{}", config.host, config.port);
         let settings = Arc::new(ConnSettings::from_config(config)?);
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        Ok(Server::start_on(listener, config, settings))
+        Ok(ServerHandle::start_on(listener, config, settings))
     }
 
     /// Starts on an already-bound listener (the simulator passes its own).
@@ -164,7 +170,7 @@ impl Server {
         listener: L,
         config: &ServerConfig,
         settings: Arc<ConnSettings>,
-    ) -> Server {
+    ) -> ServerHandle {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
@@ -187,11 +193,13 @@ impl Server {
             origin: tokio::time::Instant::now(),
             wall_origin_micros,
             draining: AtomicBool::new(false),
+            recovery_enabled: config.recovery_enabled,
+            presence_enabled: config.presence_enabled,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
-        Server {
+        ServerHandle {
             shared,
             accept_task,
             local_addr,
@@ -375,6 +383,202 @@ impl Server {
         }
     }
 
+    /// Drain for a rolling restart: refuse new sockets from now on, close every connection
+    /// with `code`/`reason` (clients reconnect elsewhere on 4300), and after `timeout` drop
+    /// the ones that have not finished closing. Call [`ServerHandle::stop`] afterwards.
+    pub async fn drain(&self, code: u16, reason: &str, timeout: Duration) {
+        self.shared.draining.store(true, Ordering::SeqCst);
+        let peers: Vec<Arc<Peer>> = lock(&self.shared.conns).values().cloned().collect();
+        let (now, _) = self.shared.now();
+        for peer in &peers {
+            let mut m = lock(&peer.machine);
+            m.close(now, code, reason);
+            self.shared.route(peer, &mut m);
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for peer in lock(&self.shared.conns).values() {
+            peer.terminated.store(true, Ordering::SeqCst);
+            peer.wake.notify_one();
+        }
+    }
+
+    /// True once `drain` or `stop` began: new sockets are dropped before the upgrade.
+    pub fn is_draining(&self) -> bool {
+        self.shared.draining.load(Ordering::SeqCst)
+    }
+
+    /// Events waiting in the inbound queue.
+    pub fn inbound_queue_depth(&self) -> usize {
+        self.shared.events.max_capacity() - self.shared.events.capacity()
+    }
+
+    /// The keys of UPSTREAM §7.9. Cluster, recovery and presence figures are zero until those
+    /// features exist in this engine (there is no cluster to be connected to yet).
+    pub fn health_snapshot(&self) -> BTreeMap<&'static str, Value> {
+        let c = &self.shared.counters;
+        let mut h = BTreeMap::new();
+        h.insert("connections", Value::from(self.connection_count()));
+        h.insert(
+            "inbound_queue_depth",
+            Value::from(self.inbound_queue_depth()),
+        );
+        h.insert(
+            "inbound_dropped",
+            Value::from(c.inbound_dropped.load(Ordering::Relaxed)),
+        );
+        h.insert("cluster_connected", Value::from(false));
+        for key in [
+            "cluster_peer_count",
+            "cluster_messages_sent",
+            "cluster_messages_delivered",
+            "cluster_messages_dropped",
+            "cluster_bytes_sent",
+            "cluster_bytes_received",
+            "cluster_reconnect_count",
+            "cluster_unknown_message_types",
+            "cluster_dlq_size",
+            "recovery_topic_count",
+            "recovery_total_bytes",
+        ] {
+            h.insert(key, Value::from(0u64));
+        }
+        h.insert(
+            "uptime_secs",
+            Value::from(self.shared.origin.elapsed().as_secs_f64()),
+        );
+        h.insert(
+            "recovery_enabled",
+            Value::from(self.shared.recovery_enabled),
+        );
+        h.insert(
+            "presence_enabled",
+            Value::from(self.shared.presence_enabled),
+        );
+        if self.shared.presence_enabled {
+            h.insert("presence_topics", Value::from(0u64));
+            h.insert("presence_total_users", Value::from(0u64));
+        }
+        h
+    }
+
+    /// Prometheus text exposition with the metric names of UPSTREAM §7.10.
+    pub fn prometheus_metrics(&self) -> String {
+        use std::fmt::Write as _;
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let topics = lock(&self.shared.registry).topic_count();
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        };
+        metric(
+            "wse_connections",
+            "gauge",
+            "Active WebSocket connections",
+            self.connection_count().to_string(),
+        );
+        metric(
+            "wse_inbound_queue_depth",
+            "gauge",
+            "Events waiting in the inbound queue",
+            self.inbound_queue_depth().to_string(),
+        );
+        metric(
+            "wse_uptime_seconds",
+            "gauge",
+            "Seconds since start",
+            format!("{:.1}", self.shared.origin.elapsed().as_secs_f64()),
+        );
+        metric(
+            "wse_topics",
+            "gauge",
+            "Topic keys with local subscribers",
+            topics.to_string(),
+        );
+        for (name, help, value) in [
+            (
+                "wse_messages_received_total",
+                "Inbound data messages",
+                get(&c.messages_received),
+            ),
+            (
+                "wse_messages_sent_total",
+                "send_event messages queued",
+                get(&c.messages_sent),
+            ),
+            (
+                "wse_connections_accepted_total",
+                "Connections accepted",
+                get(&c.accepted),
+            ),
+            (
+                "wse_connections_rejected_total",
+                "Connections refused at the cap",
+                get(&c.rejected),
+            ),
+            (
+                "wse_bytes_received_total",
+                "Bytes read from clients",
+                get(&c.bytes_received),
+            ),
+            (
+                "wse_bytes_sent_total",
+                "Bytes queued to clients",
+                get(&c.bytes_sent),
+            ),
+            (
+                "wse_auth_failures_total",
+                "Handshakes refused by Origin or JWT",
+                get(&c.auth_failures),
+            ),
+            (
+                "wse_rate_limited_total",
+                "send_event calls refused by the rate limit",
+                get(&c.rate_limited),
+            ),
+            (
+                "wse_inbound_dropped_total",
+                "Events dropped on a full inbound queue",
+                get(&c.inbound_dropped),
+            ),
+            (
+                "wse_slow_consumer_drops_total",
+                "Slow-consumer closes and queue-group misses",
+                get(&c.slow_consumer_drops),
+            ),
+        ] {
+            metric(name, "counter", help, value.to_string());
+        }
+        metric(
+            "wse_cluster_peers",
+            "gauge",
+            "Connected cluster peers",
+            "0".into(),
+        );
+        for name in [
+            "wse_cluster_messages_sent_total",
+            "wse_cluster_messages_delivered_total",
+            "wse_cluster_messages_dropped_total",
+            "wse_cluster_bytes_sent_total",
+            "wse_cluster_bytes_received_total",
+            "wse_cluster_reconnects_total",
+        ] {
+            metric(
+                name,
+                "counter",
+                "Cluster traffic (no cluster yet)",
+                "0".into(),
+            );
+        }
+        out
+    }
+
     /// Closes a connection with `code` and `reason` (CONTRACT D5).
     pub fn disconnect(&self, conn: ConnId, code: u16, reason: &str) {
         self.with_peer(conn, |shared, peer, m| {
@@ -466,7 +670,11 @@ impl Shared {
         let len = wire.len();
         let pending = peer.pending_bytes.fetch_add(len, Ordering::AcqRel) + len;
         let over = self.max_outbound_queue_bytes != 0 && pending > self.max_outbound_queue_bytes;
-        if over || peer.queue.try_send(wire).is_err() {
+        if !over && peer.queue.try_send(wire).is_ok() {
+            self.counters
+                .bytes_sent
+                .fetch_add(len as u64, Ordering::Relaxed);
+        } else {
             peer.pending_bytes.fetch_sub(len, Ordering::AcqRel);
             self.counters
                 .slow_consumer_drops
@@ -507,6 +715,11 @@ impl Shared {
     }
 
     fn emit(&self, event: ServerEvent) {
+        if let ServerEvent::Msg(..) | ServerEvent::Raw(..) | ServerEvent::Bin(..) = event {
+            self.counters
+                .messages_received
+                .fetch_add(1, Ordering::Relaxed);
+        }
         if self.events.try_send(event).is_err() {
             self.counters
                 .inbound_dropped
@@ -657,7 +870,10 @@ async fn serve<S>(
                     lock(&peer.machine).handle_transport_closed(now);
                     ended = true;
                 }
-                Ok(_) => ended = !feed(&shared, &peer, &mut decoder, &mut buf),
+                Ok(n) => {
+                    shared.counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                    ended = !feed(&shared, &peer, &mut decoder, &mut buf);
+                }
             },
             () = tokio::time::sleep_until(sleep_until) => {
                 let (now, wall) = shared.now();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use wse_core::auth::encode_jwt;
 use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
-use wse_runtime::server::{Server, ServerEvent};
+use wse_runtime::server::{ServerEvent, ServerHandle};
 
 const SECRET: &[u8] = b"interop-secret-that-is-at-least-32-bytes!";
 const PINNED: &[&str] = &["wse-client[msgpack]==2.5.1", "pytest>=8,<10"];
@@ -55,7 +55,7 @@ fn python() -> PathBuf {
 }
 
 /// Answers `interop_request` with the three framings the suite checks.
-async fn respond(server: &Server) {
+async fn respond(server: &ServerHandle) {
     while let Some(ev) = server.next_event(Duration::from_secs(120)).await {
         let ServerEvent::Msg(id, v) = ev else {
             continue;
@@ -93,7 +93,7 @@ fn the_published_python_client_interoperates() {
             idle_timeout_secs: 3,
             ..Default::default()
         };
-        let server = std::sync::Arc::new(Server::start(&config).await.unwrap());
+        let server = std::sync::Arc::new(ServerHandle::start(&config).await.unwrap());
         let exp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()

@@ -10,7 +10,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wse_core::auth::encode_jwt;
 use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
-use wse_runtime::server::{Server, ServerEvent};
+use wse_runtime::server::{ServerEvent, ServerHandle};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -50,7 +50,7 @@ fn token(sub: &str) -> String {
     .unwrap()
 }
 
-async fn connect(server: &Server, cookie_token: Option<&str>) -> Ws {
+async fn connect(server: &ServerHandle, cookie_token: Option<&str>) -> Ws {
     let mut req = format!("ws://{}/wse", server.local_addr())
         .into_client_request()
         .unwrap();
@@ -91,13 +91,13 @@ async fn close_code_of(ws: &mut Ws) -> u16 {
     }
 }
 
-async fn event(server: &Server) -> ServerEvent {
+async fn event(server: &ServerHandle) -> ServerEvent {
     server.next_event(WAIT).await.expect("an event in time")
 }
 
 #[tokio::test]
 async fn an_authenticated_client_gets_server_ready_first_then_hello_and_pong() {
-    let server = Server::start(&config(jwt)).await.unwrap();
+    let server = ServerHandle::start(&config(jwt)).await.unwrap();
     let mut ws = connect(&server, Some(&token("alice"))).await;
     let ready = next_json(&mut ws).await;
     assert_eq!(ready["t"], "server_ready");
@@ -137,7 +137,7 @@ async fn an_authenticated_client_gets_server_ready_first_then_hello_and_pong() {
 
 #[tokio::test]
 async fn a_client_without_a_token_gets_auth_required_and_close_4401() {
-    let server = Server::start(&config(jwt)).await.unwrap();
+    let server = ServerHandle::start(&config(jwt)).await.unwrap();
     let mut ws = connect(&server, None).await;
     let err = next_json(&mut ws).await;
     assert_eq!(err["p"]["code"], "AUTH_REQUIRED");
@@ -148,7 +148,7 @@ async fn a_client_without_a_token_gets_auth_required_and_close_4401() {
 
 #[tokio::test]
 async fn at_the_connection_cap_the_upgrade_is_answered_with_503_and_retry_after() {
-    let server = Server::start(&config(|c| c.max_connections = 1))
+    let server = ServerHandle::start(&config(|c| c.max_connections = 1))
         .await
         .unwrap();
     let _first = connect(&server, None).await;
@@ -174,7 +174,7 @@ async fn at_the_connection_cap_the_upgrade_is_answered_with_503_and_retry_after(
 
 #[tokio::test]
 async fn send_send_event_and_broadcasts_reach_clients_in_their_framings() {
-    let server = Server::start(&config(|_| {})).await.unwrap();
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
     let mut a = connect(&server, None).await;
     let ServerEvent::Connect(a_id, _) = event(&server).await else {
         panic!()
@@ -203,7 +203,7 @@ async fn send_send_event_and_broadcasts_reach_clients_in_their_framings() {
 
 #[tokio::test]
 async fn oversize_messages_close_with_1009_and_disconnect_closes_with_the_given_code() {
-    let server = Server::start(&config(|c| c.max_message_size = 1024))
+    let server = ServerHandle::start(&config(|c| c.max_message_size = 1024))
         .await
         .unwrap();
     let mut a = connect(&server, None).await;
@@ -226,13 +226,13 @@ async fn oversize_messages_close_with_1009_and_disconnect_closes_with_the_given_
 
 #[tokio::test]
 async fn stop_closes_clients_with_1001_and_the_port_can_be_bound_again() {
-    let server = Server::start(&config(|_| {})).await.unwrap();
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
     let addr = server.local_addr();
     let mut a = connect(&server, None).await;
     let _ = event(&server).await;
     server.stop().await;
     assert_eq!(close_code_of(&mut a).await, u16::from(CloseCode::Away));
-    let again = Server::start(&config(|c| c.port = addr.port()))
+    let again = ServerHandle::start(&config(|c| c.port = addr.port()))
         .await
         .expect("rebind after stop");
     again.stop().await;
@@ -240,7 +240,7 @@ async fn stop_closes_clients_with_1001_and_the_port_can_be_bound_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_1013_while_a_fast_one_receives_everything() {
-    let server = Server::start(&config(|c| c.max_outbound_queue_bytes = 256 * 1024))
+    let server = ServerHandle::start(&config(|c| c.max_outbound_queue_bytes = 256 * 1024))
         .await
         .unwrap();
     let mut slow = connect(&server, None).await;
@@ -291,7 +291,7 @@ async fn a_slow_consumer_is_closed_with_1013_while_a_fast_one_receives_everythin
     server.stop().await;
 }
 
-async fn plain_client(server: &Server) -> (Ws, wse_core::ConnId) {
+async fn plain_client(server: &ServerHandle) -> (Ws, wse_core::ConnId) {
     let ws = connect(server, None).await;
     match event(server).await {
         ServerEvent::Connect(id, _) => (ws, id),
@@ -307,7 +307,7 @@ async fn silent(ws: &mut Ws) -> bool {
 
 #[tokio::test]
 async fn topic_publications_reach_exact_and_glob_subscribers_once() {
-    let server = Server::start(&config(|_| {})).await.unwrap();
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
     let (mut exact, e) = plain_client(&server).await;
     let (mut glob, g) = plain_client(&server).await;
     let (mut both, b) = plain_client(&server).await;
@@ -345,7 +345,7 @@ async fn topic_publications_reach_exact_and_glob_subscribers_once() {
 #[tokio::test]
 async fn a_deny_rule_holds_against_a_glob_subscription_at_delivery() {
     // UPSTREAM §13.3 #3: allow data:*, deny data:internal:*, subscribe to the pattern data:*.
-    let server = Server::start(&config(|_| {})).await.unwrap();
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
     let (mut ws, id) = plain_client(&server).await;
     server.set_topic_acl(id, vec!["data:*".into()], vec!["data:internal:*".into()]);
     let added = server
@@ -371,7 +371,7 @@ async fn a_deny_rule_holds_against_a_glob_subscription_at_delivery() {
 
 #[tokio::test]
 async fn queue_groups_deliver_each_publication_to_one_member_in_turn() {
-    let server = Server::start(&config(|_| {})).await.unwrap();
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
     let (mut w1, a) = plain_client(&server).await;
     let (mut w2, b) = plain_client(&server).await;
     for id in [a, b] {
@@ -409,7 +409,7 @@ async fn queue_groups_deliver_each_publication_to_one_member_in_turn() {
 
 #[tokio::test]
 async fn the_subscription_limit_is_enforced() {
-    let server = Server::start(&config(|c| c.max_subscriptions_per_connection = 2))
+    let server = ServerHandle::start(&config(|c| c.max_subscriptions_per_connection = 2))
         .await
         .unwrap();
     let (_ws, id) = plain_client(&server).await;
@@ -427,7 +427,7 @@ async fn the_subscription_limit_is_enforced() {
 
 #[tokio::test]
 async fn idle_clients_are_closed_with_4408_and_websocket_pings_are_answered() {
-    let server = Server::start(&config(|c| {
+    let server = ServerHandle::start(&config(|c| {
         c.ping_interval_secs = 1;
         c.idle_timeout_secs = 2;
     }))
@@ -447,5 +447,60 @@ async fn idle_clients_are_closed_with_4408_and_websocket_pings_are_answered() {
     };
     assert!(saw_pong && saw_server_ping);
     assert_eq!(code, Some(4408));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn drain_closes_clients_with_4300_and_refuses_new_sockets() {
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
+    let (mut ws, _) = plain_client(&server).await;
+    let closer = async {
+        let code = close_code_of(&mut ws).await;
+        drop(ws); // completes the close from the client side
+        code
+    };
+    let (code, ()) = tokio::join!(
+        closer,
+        server.drain(4300, "rolling restart", Duration::from_secs(5))
+    );
+    assert_eq!(code, 4300);
+    assert_eq!(server.connection_count(), 0);
+    assert!(server.is_draining());
+    let mut req = format!("ws://{}/wse", server.local_addr())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().remove("Cookie");
+    let refused = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
+        .await
+        .unwrap();
+    assert!(refused.is_err(), "no upgrade while draining");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn health_and_metrics_report_connections_and_traffic() {
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
+    let (mut ws, _) = plain_client(&server).await;
+    ws.send(Message::text(r#"{"t":"a"}"#)).await.unwrap();
+    let _ = event(&server).await;
+    let health = server.health_snapshot();
+    assert_eq!(health["connections"], 1);
+    assert_eq!(health["cluster_connected"], false);
+    for key in [
+        "inbound_queue_depth",
+        "inbound_dropped",
+        "uptime_secs",
+        "recovery_enabled",
+        "cluster_dlq_size",
+    ] {
+        assert!(health.contains_key(key), "{key}");
+    }
+    let text = server.prometheus_metrics();
+    assert!(
+        text.contains("# TYPE wse_connections gauge\nwse_connections 1\n"),
+        "{text}"
+    );
+    assert!(text.contains("wse_messages_received_total 1\n"), "{text}");
+    assert!(text.contains("wse_connections_accepted_total 1\n"));
     server.stop().await;
 }
