@@ -958,7 +958,8 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     mut rx: mpsc::Receiver<Bytes>,
     pending: Arc<AtomicUsize>,
 ) {
-    let mut batch: Vec<Bytes> = Vec::with_capacity(WRITE_BATCH);
+    // Grown on first use: an idle connection holds no batch memory.
+    let mut batch: Vec<Bytes> = Vec::new();
     while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
         let total: usize = batch.iter().map(Bytes::len).sum();
         match tokio::time::timeout(WRITE_TIMEOUT, write_all_vectored(&mut wr, &mut batch)).await {
