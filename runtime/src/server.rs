@@ -388,13 +388,7 @@ impl ServerHandle {
     /// the ones that have not finished closing. Call [`ServerHandle::stop`] afterwards.
     pub async fn drain(&self, code: u16, reason: &str, timeout: Duration) {
         self.shared.draining.store(true, Ordering::SeqCst);
-        let peers: Vec<Arc<Peer>> = lock(&self.shared.conns).values().cloned().collect();
-        let (now, _) = self.shared.now();
-        for peer in &peers {
-            let mut m = lock(&peer.machine);
-            m.close(now, code, reason);
-            self.shared.route(peer, &mut m);
-        }
+        self.shared.close_all(code, reason);
         let deadline = tokio::time::Instant::now() + timeout;
         while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -616,13 +610,7 @@ impl ServerHandle {
     pub async fn shutdown(self, code: u16, reason: &str, timeout: Duration) {
         self.shared.draining.store(true, Ordering::SeqCst);
         self.accept_task.abort();
-        let peers: Vec<Arc<Peer>> = lock(&self.shared.conns).values().cloned().collect();
-        let (now, _) = self.shared.now();
-        for peer in &peers {
-            let mut m = lock(&peer.machine);
-            m.close(now, code, reason);
-            self.shared.route(peer, &mut m);
-        }
+        self.shared.close_all(code, reason);
         self.shared.tasks.close();
         if tokio::time::timeout(timeout, self.shared.tasks.wait())
             .await
@@ -711,6 +699,17 @@ impl Shared {
                     peer.wake.notify_one();
                 }
             }
+        }
+    }
+
+    /// Starts closing every registered connection with `code` and `reason`.
+    fn close_all(&self, code: u16, reason: &str) {
+        let peers: Vec<Arc<Peer>> = lock(&self.conns).values().cloned().collect();
+        let (now, _) = self.now();
+        for peer in &peers {
+            let mut m = lock(&peer.machine);
+            m.close(now, code, reason);
+            self.route(peer, &mut m);
         }
     }
 
