@@ -9,5 +9,6 @@
 
 pub mod net;
 pub mod server;
+pub mod topics;
 pub mod upgrade;
 pub mod wsframe;

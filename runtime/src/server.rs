@@ -28,10 +28,11 @@ use wse_core::auth::TopicAcl;
 use wse_core::config::{ConfigError, ServerConfig};
 use wse_core::conn::{ConnSettings, Connection, Event, Output, SendEventOutcome, close_code};
 use wse_core::protocol::{self, Frame};
-use wse_core::pubsub::{Registry, SubscribeError};
+use wse_core::pubsub::SubscribeError;
 use wse_core::{ConnId, Instant, WallClock};
 
 use crate::net::{Listener, TcpListener};
+use crate::topics::Topics;
 use crate::upgrade::{self, UpgradeRequest};
 use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
 
@@ -113,10 +114,10 @@ struct Shared {
     max_connections: usize,
     max_outbound_queue_bytes: usize,
     conns: Mutex<BTreeMap<ConnId, Arc<Peer>>>,
-    /// Topic subscriptions. One lock for now; sharding by topic is the next step for
-    /// concurrent publishers (lock order: registry, then conns, then a machine — never conns
-    /// while holding a machine except at registration, which takes no registry lock).
-    registry: Mutex<Registry>,
+    /// Topic subscriptions, sharded by topic (lock order: a topic shard, then conns, then a
+    /// machine — never conns while holding a machine except at registration, which takes no
+    /// topic lock).
+    registry: Topics,
     handshakes: Arc<Semaphore>,
     events: mpsc::Sender<ServerEvent>,
     events_rx: tokio::sync::Mutex<mpsc::Receiver<ServerEvent>>,
@@ -183,7 +184,7 @@ impl ServerHandle {
             max_connections: config.max_connections,
             max_outbound_queue_bytes: config.max_outbound_queue_bytes,
             conns: Mutex::new(BTreeMap::new()),
-            registry: Mutex::new(Registry::new(config.max_subscriptions_per_connection)),
+            registry: Topics::new(config.max_subscriptions_per_connection),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
             events: tx,
             events_rx: tokio::sync::Mutex::new(rx),
@@ -313,28 +314,31 @@ impl ServerHandle {
             .filter(|t| acl.as_ref().is_none_or(|a| a.allows_subscription(t)))
             .cloned()
             .collect();
-        let outcome = lock(&self.shared.registry).subscribe(conn, &allowed, queue_group)?;
+        let added = self
+            .shared
+            .registry
+            .subscribe(conn, &allowed, queue_group)?;
         if !lock(&self.shared.conns).contains_key(&conn) {
             // The connection ended meanwhile: leave no trace (D11).
-            let _gone = lock(&self.shared.registry).remove_connection(conn);
+            self.shared.registry.remove_connection(conn);
             return Ok(Vec::new());
         }
-        Ok(outcome.added)
+        Ok(added)
     }
 
     /// Unsubscribes from `topics`, or from everything (queue groups included) with `None`.
     pub fn unsubscribe_connection(&self, conn: ConnId, topics: Option<&[String]>) {
-        let _removed = lock(&self.shared.registry).unsubscribe(conn, topics);
+        self.shared.registry.unsubscribe(conn, topics);
     }
 
     /// Fan-out subscribers of exactly this topic key (queue members excluded).
     pub fn topic_subscriber_count(&self, topic: &str) -> usize {
-        lock(&self.shared.registry).subscriber_count(topic)
+        self.shared.registry.subscriber_count(topic)
     }
 
     /// `{group: members}` of a topic's queue groups.
     pub fn queue_group_info(&self, topic: &str) -> BTreeMap<String, usize> {
-        lock(&self.shared.registry).queue_group_info(topic)
+        self.shared.registry.queue_group_info(topic)
     }
 
     /// Replaces a connection's topic ACL (overrides the JWT claim's); unknown ids are ignored.
@@ -349,7 +353,7 @@ impl ServerHandle {
         let wire = wsframe::encode_core(&Frame::text(protocol::inject_category(text).into_owned()));
         let shared = &self.shared;
         let peer_of = |c: ConnId| lock(&shared.conns).get(&c).cloned();
-        let targets = lock(&shared.registry).publish_targets(
+        let targets = shared.registry.publish_targets(
             topic,
             |c| {
                 peer_of(c).is_some_and(|p| {
@@ -463,7 +467,7 @@ impl ServerHandle {
         use std::fmt::Write as _;
         let c = &self.shared.counters;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let topics = lock(&self.shared.registry).topic_count();
+        let topics = self.shared.registry.topic_count();
         let mut out = String::with_capacity(2048);
         let mut metric = |name: &str, kind: &str, help: &str, value: String| {
             let _ = write!(
@@ -884,7 +888,7 @@ async fn serve<S>(
     }
     let id = lock(&peer.machine).id();
     let was_registered = lock(&shared.conns).remove(&id).is_some();
-    let _left = lock(&shared.registry).remove_connection(id);
+    shared.registry.remove_connection(id);
     if peer.terminated.load(Ordering::SeqCst) {
         writer.abort();
     }
