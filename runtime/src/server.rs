@@ -120,7 +120,8 @@ struct Shared {
     registry: Topics,
     handshakes: Arc<Semaphore>,
     events: mpsc::Sender<ServerEvent>,
-    events_rx: tokio::sync::Mutex<mpsc::Receiver<ServerEvent>>,
+    /// Taken out (`None`) once a callback consumes the events instead.
+    events_rx: tokio::sync::Mutex<Option<mpsc::Receiver<ServerEvent>>>,
     counters: Counters,
     seq: AtomicU64,
     rng: Mutex<ChaCha8Rng>,
@@ -187,7 +188,7 @@ impl ServerHandle {
             registry: Topics::new(config.max_subscriptions_per_connection),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
             events: tx,
-            events_rx: tokio::sync::Mutex::new(rx),
+            events_rx: tokio::sync::Mutex::new(Some(rx)),
             counters: Counters::default(),
             seq: AtomicU64::new(0),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(OsRng.next_u64())),
@@ -586,13 +587,38 @@ impl ServerHandle {
         });
     }
 
-    /// The next application event, waiting at most `timeout`.
+    /// The next application event, waiting at most `timeout`. `None` on timeout, or always
+    /// once [`ServerHandle::set_event_callback`] took the events.
     pub async fn next_event(&self, timeout: Duration) -> Option<ServerEvent> {
         let mut rx = self.shared.events_rx.lock().await;
+        let rx = rx.as_mut()?;
         tokio::time::timeout(timeout, rx.recv())
             .await
             .ok()
             .flatten()
+    }
+
+    /// The callback alternative to [`ServerHandle::next_event`]: from now on every event is
+    /// passed to `callback`, in order, on one dedicated blocking thread (so the callback may
+    /// block, e.g. on the GIL, without stalling the runtime; a slow callback fills the bounded
+    /// queue and further events are dropped and counted, never buffered without limit). The
+    /// thread ends once the server stopped and the queue is empty. Returns `false` if a
+    /// callback was already installed.
+    pub async fn set_event_callback(
+        &self,
+        mut callback: impl FnMut(ServerEvent) + Send + 'static,
+    ) -> bool {
+        let Some(mut rx) = self.shared.events_rx.lock().await.take() else {
+            return false;
+        };
+        std::thread::Builder::new()
+            .name("wse-events".into())
+            .spawn(move || {
+                while let Some(event) = rx.blocking_recv() {
+                    callback(event);
+                }
+            })
+            .is_ok()
     }
 
     /// Events dropped because the queue was full.

@@ -504,3 +504,36 @@ async fn health_and_metrics_report_connections_and_traffic() {
     assert!(text.contains("wse_connections_accepted_total 1\n"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_callback_receives_every_event_in_order_instead_of_the_queue() {
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    assert!(server.set_event_callback(move |e| drop(tx.send(e))).await);
+    assert!(
+        !server.set_event_callback(|_| {}).await,
+        "only one consumer"
+    );
+    let mut ws = connect(&server, None).await;
+    ws.send(Message::text(r#"{"t":"one"}"#)).await.unwrap();
+    ws.send(Message::text("two")).await.unwrap();
+    ws.close(None).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        got.push(
+            tokio::time::timeout(WAIT, rx.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let id = match &got[0] {
+        ServerEvent::Connect(id, _) => *id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(got[1], ServerEvent::Msg(id, json!({"t":"one"})));
+    assert_eq!(got[2], ServerEvent::Raw(id, "two".into()));
+    assert_eq!(got[3], ServerEvent::Disconnect(id));
+    assert_eq!(server.next_event(Duration::from_millis(10)).await, None);
+    server.stop().await;
+}
