@@ -404,6 +404,12 @@ impl ServerHandle {
         }
     }
 
+    /// True while the server accepts connections: started and neither draining nor stopped
+    /// (`stop` consumes the handle, so a stopped server has no handle to ask).
+    pub fn is_running(&self) -> bool {
+        !self.is_draining() && !self.accept_task.is_finished()
+    }
+
     /// True once `drain` or `stop` began: new sockets are dropped before the upgrade.
     pub fn is_draining(&self) -> bool {
         self.shared.draining.load(Ordering::SeqCst)

@@ -227,6 +227,10 @@ async fn oversize_messages_close_with_1009_and_disconnect_closes_with_the_given_
 #[tokio::test]
 async fn stop_closes_clients_with_1001_and_the_port_can_be_bound_again() {
     let server = ServerHandle::start(&config(|_| {})).await.unwrap();
+    assert!(
+        server.is_running(),
+        "bound and accepting when start returns"
+    );
     let addr = server.local_addr();
     let mut a = connect(&server, None).await;
     let _ = event(&server).await;
@@ -465,7 +469,7 @@ async fn drain_closes_clients_with_4300_and_refuses_new_sockets() {
     );
     assert_eq!(code, 4300);
     assert_eq!(server.connection_count(), 0);
-    assert!(server.is_draining());
+    assert!(server.is_draining() && !server.is_running());
     let mut req = format!("ws://{}/wse", server.local_addr())
         .into_client_request()
         .unwrap();

@@ -73,16 +73,22 @@ def test_send_event_arrives_as_msgpack_on_a_msgpack_connection():
     run(go())
 
 
-def test_heartbeat_keeps_a_quiet_connection_alive_past_the_idle_timeout():
+def test_heartbeat_keeps_a_quiet_connection_alive_past_both_idle_timeouts():
     # The server pings every second and closes after 3 s without inbound traffic; the client
-    # answers server pings, so several idle timeouts of silence must not disconnect it.
+    # reconnects when nothing refreshed its heartbeat for 40 s. 42 s of application silence
+    # must survive both: same connection, no reconnect.
     async def go():
         client = await connected()
-        await asyncio.sleep(7)
+        before = client.get_stats()["connection_id"]
+        assert before, "server_ready carried the connection id"
+        await asyncio.sleep(42)
+        stats = client.get_stats()
         assert client.is_connected
+        assert stats["reconnect_count"] == 0
+        assert stats["connection_id"] == before
         assert await client.send("interop_request", {"n": 3})
         got = await collect(client, WANTED)
         assert got["evt_json"].payload == {"n": 3}
         await client.disconnect()
 
-    run(go())
+    run(go(), timeout=90)
