@@ -712,29 +712,21 @@ fn authenticate_uses_the_configured_cookie_name() {
 fn construction_errors_name_the_field() {
     let (rsa, _) = rsa_keys();
     let (ec, _) = ec_keys();
-    let rs = |edit: &dyn Fn(&mut JwtSettings)| {
-        let mut s = JwtSettings {
-            secret: rsa.public.clone(),
-            algorithm: JwtAlgorithm::Rs256,
-            ..Default::default()
-        };
+    // The field `JwtValidator::new` names for these settings after `edit`, if any.
+    let field = |mut s: JwtSettings, edit: &dyn Fn(&mut JwtSettings)| {
         edit(&mut s);
         JwtValidator::new(&s).err().map(|e| e.field)
     };
-    let es = |edit: &dyn Fn(&mut JwtSettings)| {
-        let mut s = JwtSettings {
-            secret: ec.public.clone(),
-            algorithm: JwtAlgorithm::Es256,
-            ..Default::default()
-        };
-        edit(&mut s);
-        JwtValidator::new(&s).err().map(|e| e.field)
+    let with_key = |secret: &[u8], algorithm| JwtSettings {
+        secret: secret.to_vec(),
+        algorithm,
+        ..Default::default()
     };
-    let hs = |edit: &dyn Fn(&mut JwtSettings)| {
-        let mut s = hs_settings();
-        edit(&mut s);
-        JwtValidator::new(&s).err().map(|e| e.field)
-    };
+    let rs =
+        |edit: &dyn Fn(&mut JwtSettings)| field(with_key(&rsa.public, JwtAlgorithm::Rs256), edit);
+    let es =
+        |edit: &dyn Fn(&mut JwtSettings)| field(with_key(&ec.public, JwtAlgorithm::Es256), edit);
+    let hs = |edit: &dyn Fn(&mut JwtSettings)| field(hs_settings(), edit);
     let cases: Vec<(&str, Option<&str>)> = vec![
         ("hs ok", hs(&|_| {})),
         ("hs short", hs(&|s| s.secret = vec![b'k'; 31])),
