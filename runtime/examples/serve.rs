@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 fn handle(server: &ServerHandle, ev: ServerEvent) {
     match ev {
-        ServerEvent::AuthConnect(id, user) => println!("connect {id} as {user}"),
+        ServerEvent::AuthConnect(id, user, _) => println!("connect {id} as {user}"),
         ServerEvent::Disconnect(id) => println!("disconnect {id}"),
         ServerEvent::Msg(id, msg) if msg["t"] == "subscription_update" => {
             let topics: Vec<String> = msg["p"]["topics"]

@@ -9,6 +9,7 @@
 
 pub mod net;
 pub mod server;
+pub mod stats;
 pub mod topics;
 pub mod upgrade;
 pub mod wsframe;

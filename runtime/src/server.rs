@@ -32,6 +32,7 @@ use wse_core::pubsub::SubscribeError;
 use wse_core::{ConnId, Instant, WallClock};
 
 use crate::net::{Listener, TcpListener};
+use crate::stats::{Counters, Stats};
 use crate::topics::Topics;
 use crate::upgrade::{self, UpgradeRequest};
 use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
@@ -57,8 +58,8 @@ const READ_CHUNK: usize = 4096;
 pub enum ServerEvent {
     /// Accepted without authentication; the raw `Cookie` header.
     Connect(ConnId, String),
-    /// Authenticated; the token's `sub`.
-    AuthConnect(ConnId, String),
+    /// Authenticated; the token's `sub`, then the raw `Cookie` header (`""` if none).
+    AuthConnect(ConnId, String, String),
     /// A JSON or msgpack message.
     Msg(ConnId, Value),
     /// Text that is not a JSON object.
@@ -83,21 +84,6 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-/// Counters for health and metrics.
-#[derive(Debug, Default)]
-struct Counters {
-    messages_received: AtomicU64,
-    bytes_received: AtomicU64,
-    bytes_sent: AtomicU64,
-    rate_limited: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    auth_failures: AtomicU64,
-    inbound_dropped: AtomicU64,
-    slow_consumer_drops: AtomicU64,
-    messages_sent: AtomicU64,
 }
 
 /// A running server. Dropping it does not stop it; call [`ServerHandle::stop`].
@@ -392,16 +378,16 @@ impl ServerHandle {
     /// with `code`/`reason` (clients reconnect elsewhere on 4300), and after `timeout` drop
     /// the ones that have not finished closing. Call [`ServerHandle::stop`] afterwards.
     pub async fn drain(&self, code: u16, reason: &str, timeout: Duration) {
-        self.shared.draining.store(true, Ordering::SeqCst);
-        self.shared.close_all(code, reason);
-        let deadline = tokio::time::Instant::now() + timeout;
-        while self.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for peer in lock(&self.shared.conns).values() {
-            peer.terminated.store(true, Ordering::SeqCst);
-            peer.wake.notify_one();
-        }
+        self.shared.begin_drain(code, reason);
+        Arc::clone(&self.shared).finish_drain(timeout).await;
+    }
+
+    /// [`ServerHandle::drain`] without waiting: new sockets are refused and every connection
+    /// is sent its close before this returns; a background task drops the stragglers after
+    /// `timeout` (or ends at once when the server stops first).
+    pub fn start_drain(&self, code: u16, reason: &str, timeout: Duration) {
+        self.shared.begin_drain(code, reason);
+        tokio::spawn(Arc::clone(&self.shared).finish_drain(timeout));
     }
 
     /// True while the server accepts connections: started and neither draining nor stopped
@@ -423,165 +409,12 @@ impl ServerHandle {
     /// The keys of UPSTREAM §7.9. Cluster, recovery and presence figures are zero until those
     /// features exist in this engine (there is no cluster to be connected to yet).
     pub fn health_snapshot(&self) -> BTreeMap<&'static str, Value> {
-        let c = &self.shared.counters;
-        let mut h = BTreeMap::new();
-        h.insert("connections", Value::from(self.connection_count()));
-        h.insert(
-            "inbound_queue_depth",
-            Value::from(self.inbound_queue_depth()),
-        );
-        h.insert(
-            "inbound_dropped",
-            Value::from(c.inbound_dropped.load(Ordering::Relaxed)),
-        );
-        h.insert("cluster_connected", Value::from(false));
-        for key in [
-            "cluster_peer_count",
-            "cluster_messages_sent",
-            "cluster_messages_delivered",
-            "cluster_messages_dropped",
-            "cluster_bytes_sent",
-            "cluster_bytes_received",
-            "cluster_reconnect_count",
-            "cluster_unknown_message_types",
-            "cluster_dlq_size",
-            "recovery_topic_count",
-            "recovery_total_bytes",
-        ] {
-            h.insert(key, Value::from(0u64));
-        }
-        h.insert(
-            "uptime_secs",
-            Value::from(self.shared.origin.elapsed().as_secs_f64()),
-        );
-        h.insert(
-            "recovery_enabled",
-            Value::from(self.shared.recovery_enabled),
-        );
-        h.insert(
-            "presence_enabled",
-            Value::from(self.shared.presence_enabled),
-        );
-        if self.shared.presence_enabled {
-            h.insert("presence_topics", Value::from(0u64));
-            h.insert("presence_total_users", Value::from(0u64));
-        }
-        h
+        self.shared.stats(self.connection_count()).health()
     }
 
     /// Prometheus text exposition with the metric names of UPSTREAM §7.10.
     pub fn prometheus_metrics(&self) -> String {
-        use std::fmt::Write as _;
-        let c = &self.shared.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let topics = self.shared.registry.topic_count();
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = write!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            );
-        };
-        metric(
-            "wse_connections",
-            "gauge",
-            "Active WebSocket connections",
-            self.connection_count().to_string(),
-        );
-        metric(
-            "wse_inbound_queue_depth",
-            "gauge",
-            "Events waiting in the inbound queue",
-            self.inbound_queue_depth().to_string(),
-        );
-        metric(
-            "wse_uptime_seconds",
-            "gauge",
-            "Seconds since start",
-            format!("{:.1}", self.shared.origin.elapsed().as_secs_f64()),
-        );
-        metric(
-            "wse_topics",
-            "gauge",
-            "Topic keys with local subscribers",
-            topics.to_string(),
-        );
-        for (name, help, value) in [
-            (
-                "wse_messages_received_total",
-                "Inbound data messages",
-                get(&c.messages_received),
-            ),
-            (
-                "wse_messages_sent_total",
-                "send_event messages queued",
-                get(&c.messages_sent),
-            ),
-            (
-                "wse_connections_accepted_total",
-                "Connections accepted",
-                get(&c.accepted),
-            ),
-            (
-                "wse_connections_rejected_total",
-                "Connections refused at the cap",
-                get(&c.rejected),
-            ),
-            (
-                "wse_bytes_received_total",
-                "Bytes read from clients",
-                get(&c.bytes_received),
-            ),
-            (
-                "wse_bytes_sent_total",
-                "Bytes queued to clients",
-                get(&c.bytes_sent),
-            ),
-            (
-                "wse_auth_failures_total",
-                "Handshakes refused by Origin or JWT",
-                get(&c.auth_failures),
-            ),
-            (
-                "wse_rate_limited_total",
-                "send_event calls refused by the rate limit",
-                get(&c.rate_limited),
-            ),
-            (
-                "wse_inbound_dropped_total",
-                "Events dropped on a full inbound queue",
-                get(&c.inbound_dropped),
-            ),
-            (
-                "wse_slow_consumer_drops_total",
-                "Slow-consumer closes and queue-group misses",
-                get(&c.slow_consumer_drops),
-            ),
-        ] {
-            metric(name, "counter", help, value.to_string());
-        }
-        metric(
-            "wse_cluster_peers",
-            "gauge",
-            "Connected cluster peers",
-            "0".into(),
-        );
-        for name in [
-            "wse_cluster_messages_sent_total",
-            "wse_cluster_messages_delivered_total",
-            "wse_cluster_messages_dropped_total",
-            "wse_cluster_bytes_sent_total",
-            "wse_cluster_bytes_received_total",
-            "wse_cluster_reconnects_total",
-        ] {
-            metric(
-                name,
-                "counter",
-                "Cluster traffic (no cluster yet)",
-                "0".into(),
-            );
-        }
-        out
+        self.shared.stats(self.connection_count()).prometheus()
     }
 
     /// Closes a connection with `code` and `reason` (CONTRACT D5).
@@ -602,6 +435,19 @@ impl ServerHandle {
             .await
             .ok()
             .flatten()
+    }
+
+    /// Up to `max` events: waits at most `timeout` for the first, then takes whatever else is
+    /// already queued without waiting. Empty on timeout, when `max` is 0, or once
+    /// [`ServerHandle::set_event_callback`] took the events.
+    pub async fn next_events(&self, max: usize, timeout: Duration) -> Vec<ServerEvent> {
+        let mut batch = Vec::new();
+        let mut rx = self.shared.events_rx.lock().await;
+        if let (Some(rx), true) = (rx.as_mut(), max > 0) {
+            // `recv_many` waits for the first event only, then takes what is there.
+            let _ = tokio::time::timeout(timeout, rx.recv_many(&mut batch, max)).await;
+        }
+        batch
     }
 
     /// The callback alternative to [`ServerHandle::next_event`]: from now on every event is
@@ -716,7 +562,9 @@ impl Shared {
                 Output::Frame(frame) => self.enqueue(peer, m, wsframe::encode_core(&frame)),
                 Output::Event(event) => self.emit(match event {
                     Event::Connect { cookies } => ServerEvent::Connect(id, cookies),
-                    Event::AuthConnect { user_id } => ServerEvent::AuthConnect(id, user_id),
+                    Event::AuthConnect { user_id, cookies } => {
+                        ServerEvent::AuthConnect(id, user_id, cookies)
+                    }
                     Event::Msg(v) => ServerEvent::Msg(id, v),
                     Event::Raw(s) => ServerEvent::Raw(id, s),
                     Event::Bin(b) => ServerEvent::Bin(id, b),
@@ -735,6 +583,39 @@ impl Shared {
                     peer.wake.notify_one();
                 }
             }
+        }
+    }
+
+    fn begin_drain(&self, code: u16, reason: &str) {
+        self.draining.store(true, Ordering::SeqCst);
+        self.close_all(code, reason);
+    }
+
+    /// Waits up to `timeout` for the drained connections to finish closing, then drops the
+    /// rest. Ends early if the server is shut down meanwhile.
+    async fn finish_drain(self: Arc<Self>, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while !lock(&self.conns).is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                () = self.cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(20)) => {}
+            }
+        }
+        for peer in lock(&self.conns).values() {
+            peer.terminated.store(true, Ordering::SeqCst);
+            peer.wake.notify_one();
+        }
+    }
+
+    fn stats(&self, connections: usize) -> Stats<'_> {
+        Stats {
+            counters: &self.counters,
+            connections,
+            queue_depth: self.events.max_capacity() - self.events.capacity(),
+            uptime_secs: self.origin.elapsed().as_secs_f64(),
+            topics: self.registry.topic_count(),
+            recovery_enabled: self.recovery_enabled,
+            presence_enabled: self.presence_enabled,
         }
     }
 

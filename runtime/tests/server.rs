@@ -101,7 +101,7 @@ async fn an_authenticated_client_gets_server_ready_first_then_hello_and_pong() {
     let mut ws = connect(&server, Some(&token("alice"))).await;
     let ready = next_json(&mut ws).await;
     assert_eq!(ready["t"], "server_ready");
-    let ServerEvent::AuthConnect(id, user) = event(&server).await else {
+    let ServerEvent::AuthConnect(id, user, _cookies) = event(&server).await else {
         panic!()
     };
     assert_eq!(user, "alice");

@@ -115,6 +115,9 @@ pub enum Event {
     AuthConnect {
         /// The token's `sub`.
         user_id: String,
+        /// The raw cookie header, lossily decoded (callback-mode applications receive it, as
+        /// the original's `on_connect` does).
+        cookies: String,
     },
     /// A JSON (or msgpack) message.
     Msg(Value),
@@ -284,6 +287,11 @@ impl Connection {
                 }
             }
         };
+        let cookies = handshake
+            .cookie
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+            .into_owned();
         match &user {
             Some(u) => {
                 let ready = protocol::server_ready(&protocol::ServerReady {
@@ -296,16 +304,11 @@ impl Connection {
                 conn.push_frame(Frame::text(ready));
                 conn.push_event(Event::AuthConnect {
                     user_id: u.user_id.clone(),
+                    cookies,
                 });
             }
             None => {
-                let cookies = handshake
-                    .cookie
-                    .map(String::from_utf8_lossy)
-                    .unwrap_or_default();
-                conn.push_event(Event::Connect {
-                    cookies: cookies.into_owned(),
-                });
+                conn.push_event(Event::Connect { cookies });
             }
         }
         conn.phase = Phase::Open(Box::new(conn.open_state(user, now)));

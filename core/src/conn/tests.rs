@@ -112,7 +112,8 @@ fn with_jwt_server_ready_is_the_first_frame_then_auth_connect() {
     assert_eq!(
         out[1],
         Output::Event(Event::AuthConnect {
-            user_id: "alice".into()
+            user_id: "alice".into(),
+            cookies: String::new(),
         })
     );
     assert_eq!(c.user().map(AuthedUser::user_id), Some("alice"));

@@ -1,0 +1,238 @@
+//! Counters and their two renderings: the `health_snapshot` map (UPSTREAM §7.9) and the
+//! Prometheus text exposition (§7.10). A stopped server renders the same keys with zeros, so
+//! callers (the Python binding, the HTTP API) never special-case "not running".
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+
+/// Counters for health and metrics, shared by every task of one server.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) rate_limited: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) auth_failures: AtomicU64,
+    pub(crate) inbound_dropped: AtomicU64,
+    pub(crate) slow_consumer_drops: AtomicU64,
+    pub(crate) messages_sent: AtomicU64,
+}
+
+/// One consistent-enough reading of a server for rendering.
+#[derive(Debug)]
+pub(crate) struct Stats<'a> {
+    pub(crate) counters: &'a Counters,
+    pub(crate) connections: usize,
+    pub(crate) queue_depth: usize,
+    pub(crate) uptime_secs: f64,
+    pub(crate) topics: usize,
+    pub(crate) recovery_enabled: bool,
+    pub(crate) presence_enabled: bool,
+}
+
+/// `health_snapshot()` of a server that is not running: every key, zero values, uptime 0.0.
+pub fn stopped_health_snapshot(
+    recovery_enabled: bool,
+    presence_enabled: bool,
+) -> BTreeMap<&'static str, Value> {
+    stopped(&Counters::default(), recovery_enabled, presence_enabled).health()
+}
+
+/// `prometheus_metrics()` of a server that is not running: every always-present metric, zero.
+pub fn stopped_prometheus_metrics() -> String {
+    stopped(&Counters::default(), false, false).prometheus()
+}
+
+fn stopped(counters: &Counters, recovery_enabled: bool, presence_enabled: bool) -> Stats<'_> {
+    Stats {
+        counters,
+        connections: 0,
+        queue_depth: 0,
+        uptime_secs: 0.0,
+        topics: 0,
+        recovery_enabled,
+        presence_enabled,
+    }
+}
+
+impl Stats<'_> {
+    /// The keys of UPSTREAM §7.9. Cluster, recovery and presence figures are zero until those
+    /// features exist in this engine (there is no cluster to be connected to yet).
+    pub(crate) fn health(&self) -> BTreeMap<&'static str, Value> {
+        let c = self.counters;
+        let mut h = BTreeMap::new();
+        h.insert("connections", Value::from(self.connections));
+        h.insert("inbound_queue_depth", Value::from(self.queue_depth));
+        h.insert(
+            "inbound_dropped",
+            Value::from(c.inbound_dropped.load(Ordering::Relaxed)),
+        );
+        h.insert("cluster_connected", Value::from(false));
+        for key in [
+            "cluster_peer_count",
+            "cluster_messages_sent",
+            "cluster_messages_delivered",
+            "cluster_messages_dropped",
+            "cluster_bytes_sent",
+            "cluster_bytes_received",
+            "cluster_reconnect_count",
+            "cluster_unknown_message_types",
+            "cluster_dlq_size",
+            "recovery_topic_count",
+            "recovery_total_bytes",
+        ] {
+            h.insert(key, Value::from(0u64));
+        }
+        h.insert("uptime_secs", Value::from(self.uptime_secs));
+        h.insert("recovery_enabled", Value::from(self.recovery_enabled));
+        h.insert("presence_enabled", Value::from(self.presence_enabled));
+        if self.presence_enabled {
+            h.insert("presence_topics", Value::from(0u64));
+            h.insert("presence_total_users", Value::from(0u64));
+        }
+        h
+    }
+
+    /// Prometheus text exposition with the metric names of UPSTREAM §7.10.
+    pub(crate) fn prometheus(&self) -> String {
+        let c = self.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = write!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        };
+        for (name, help, value) in [
+            (
+                "wse_connections",
+                "Active WebSocket connections",
+                self.connections.to_string(),
+            ),
+            (
+                "wse_inbound_queue_depth",
+                "Events waiting in the inbound queue",
+                self.queue_depth.to_string(),
+            ),
+            (
+                "wse_uptime_seconds",
+                "Seconds since start",
+                format!("{:.1}", self.uptime_secs),
+            ),
+            (
+                "wse_topics",
+                "Topic keys with local subscribers",
+                self.topics.to_string(),
+            ),
+        ] {
+            metric(name, "gauge", help, value);
+        }
+        for (name, help, value) in [
+            (
+                "wse_messages_received_total",
+                "Inbound data messages",
+                get(&c.messages_received),
+            ),
+            (
+                "wse_messages_sent_total",
+                "send_event messages queued",
+                get(&c.messages_sent),
+            ),
+            (
+                "wse_connections_accepted_total",
+                "Connections accepted",
+                get(&c.accepted),
+            ),
+            (
+                "wse_connections_rejected_total",
+                "Connections refused at the cap",
+                get(&c.rejected),
+            ),
+            (
+                "wse_bytes_received_total",
+                "Bytes read from clients",
+                get(&c.bytes_received),
+            ),
+            (
+                "wse_bytes_sent_total",
+                "Bytes queued to clients",
+                get(&c.bytes_sent),
+            ),
+            (
+                "wse_auth_failures_total",
+                "Handshakes refused by Origin or JWT",
+                get(&c.auth_failures),
+            ),
+            (
+                "wse_rate_limited_total",
+                "send_event calls refused by the rate limit",
+                get(&c.rate_limited),
+            ),
+            (
+                "wse_inbound_dropped_total",
+                "Events dropped on a full inbound queue",
+                get(&c.inbound_dropped),
+            ),
+            (
+                "wse_slow_consumer_drops_total",
+                "Slow-consumer closes and queue-group misses",
+                get(&c.slow_consumer_drops),
+            ),
+        ] {
+            metric(name, "counter", help, value.to_string());
+        }
+        metric(
+            "wse_cluster_peers",
+            "gauge",
+            "Connected cluster peers",
+            "0".into(),
+        );
+        for name in [
+            "wse_cluster_messages_sent_total",
+            "wse_cluster_messages_delivered_total",
+            "wse_cluster_messages_dropped_total",
+            "wse_cluster_bytes_sent_total",
+            "wse_cluster_bytes_received_total",
+            "wse_cluster_reconnects_total",
+        ] {
+            metric(
+                name,
+                "counter",
+                "Cluster traffic (no cluster yet)",
+                "0".into(),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stopped_server_reports_every_health_key_with_zeros() {
+        let h = stopped_health_snapshot(false, true);
+        assert_eq!(h["connections"], 0);
+        assert_eq!(h["uptime_secs"], 0.0);
+        assert_eq!(h["presence_enabled"], true);
+        assert_eq!(h["presence_total_users"], 0);
+        assert!(!stopped_health_snapshot(false, false).contains_key("presence_topics"));
+    }
+
+    #[test]
+    fn stopped_metrics_carry_help_type_and_a_zero_sample_for_each_name() {
+        let text = stopped_prometheus_metrics();
+        for name in ["wse_connections", "wse_uptime_seconds", "wse_cluster_peers"] {
+            assert!(text.contains(&format!("# TYPE {name} gauge\n")), "{name}");
+        }
+        assert!(text.contains("wse_uptime_seconds 0.0\n"));
+        assert!(text.contains("wse_messages_sent_total 0\n"));
+    }
+}
