@@ -11,12 +11,14 @@ use pyo3::prelude::*;
 
 pub mod convert;
 pub mod functions;
+pub mod server;
 
 /// The `_wse_accel` module.
 #[pymodule]
 #[pyo3(name = "_wse_accel")]
 fn wse_accel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<server::RustWseServer>()?;
 
     functions::register(m)?;
     Ok(())

@@ -116,6 +116,7 @@ struct Shared {
     origin: tokio::time::Instant,
     wall_origin_micros: u64,
     draining: AtomicBool,
+    stopped: AtomicBool,
     recovery_enabled: bool,
     presence_enabled: bool,
     tasks: TaskTracker,
@@ -181,6 +182,7 @@ impl ServerHandle {
             origin: tokio::time::Instant::now(),
             wall_origin_micros,
             draining: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             recovery_enabled: config.recovery_enabled,
             presence_enabled: config.presence_enabled,
             tasks: TaskTracker::new(),
@@ -390,10 +392,14 @@ impl ServerHandle {
         tokio::spawn(Arc::clone(&self.shared).finish_drain(timeout));
     }
 
-    /// True while the server accepts connections: started and neither draining nor stopped
-    /// (`stop` consumes the handle, so a stopped server has no handle to ask).
+    /// True while the server accepts connections: started and neither draining nor stopped.
     pub fn is_running(&self) -> bool {
-        !self.is_draining() && !self.accept_task.is_finished()
+        !self.is_draining() && !self.is_stopped()
+    }
+
+    /// True once [`ServerHandle::stop`] (or `shutdown`) began; a drained server is not stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::SeqCst) || self.accept_task.is_finished()
     }
 
     /// True once `drain` or `stop` began: new sockets are dropped before the upgrade.
@@ -438,14 +444,18 @@ impl ServerHandle {
     }
 
     /// Up to `max` events: waits at most `timeout` for the first, then takes whatever else is
-    /// already queued without waiting. Empty on timeout, when `max` is 0, or once
-    /// [`ServerHandle::set_event_callback`] took the events.
+    /// already queued without waiting. Empty (after `timeout`) when nothing came, when `max` is
+    /// 0, or once [`ServerHandle::set_event_callback`] took the events.
     pub async fn next_events(&self, max: usize, timeout: Duration) -> Vec<ServerEvent> {
         let mut batch = Vec::new();
         let mut rx = self.shared.events_rx.lock().await;
-        if let (Some(rx), true) = (rx.as_mut(), max > 0) {
+        match (rx.as_mut(), max > 0) {
             // `recv_many` waits for the first event only, then takes what is there.
-            let _ = tokio::time::timeout(timeout, rx.recv_many(&mut batch, max)).await;
+            (Some(rx), true) => {
+                let _ = tokio::time::timeout(timeout, rx.recv_many(&mut batch, max)).await;
+            }
+            // Nothing can arrive: still wait, so a polling loop does not spin.
+            _ => tokio::time::sleep(timeout).await,
         }
         batch
     }
@@ -489,7 +499,8 @@ impl ServerHandle {
     /// Stops: refuses new sockets, closes every connection with `code`/`reason`, waits up to
     /// `timeout` for them to finish, then drops whatever is left. `stop()` is
     /// `shutdown(1001, "server shutting down", 2 s)`; a drain uses 4300.
-    pub async fn shutdown(self, code: u16, reason: &str, timeout: Duration) {
+    pub async fn shutdown(&self, code: u16, reason: &str, timeout: Duration) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
         self.shared.draining.store(true, Ordering::SeqCst);
         self.accept_task.abort();
         self.shared.close_all(code, reason);
@@ -505,7 +516,7 @@ impl ServerHandle {
     }
 
     /// `stop()`: close 1001 "server shutting down", flush for up to 2 s, end every task.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         self.shutdown(
             close_code::GOING_AWAY,
             "server shutting down",

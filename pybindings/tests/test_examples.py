@@ -1,0 +1,171 @@
+"""The examples and the README's Quick Start run as written, and the published client talks
+to them. Each runs as its own process, as a user would start it."""
+
+import asyncio
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from wse_client import AsyncWSEClient
+
+from conftest import free_port, run
+
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent / "examples"
+README = HERE.parents[1] / "README.md"
+
+
+class Script:
+    """A Python program under test, its stdout read line by line on a thread."""
+
+    def __init__(self, args):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("WSE_JWT_SECRET", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def expect(self, pattern, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            m = re.search(pattern, line)
+            if m:
+                return m
+        raise AssertionError(f"never printed {pattern!r}; output so far: {self.seen}")
+
+    def interrupt(self):
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout=20)
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def script():
+    started = []
+
+    def start(*args):
+        s = Script(args)
+        started.append(s)
+        return s
+
+    yield start
+    for s in started:
+        s.kill()
+
+
+async def client_for(port, tok):
+    client = AsyncWSEClient(f"ws://127.0.0.1:{port}/wse", token=tok)
+    await client.connect()
+    for _ in range(200):
+        if client.is_fully_ready:
+            return client
+        await asyncio.sleep(0.05)
+    raise AssertionError("the client never became fully ready")
+
+
+async def recv_type(client, wanted, timeout=10.0):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        event = await client.recv(timeout=max(0.1, deadline - loop.time()))
+        if event.type == wanted:
+            return event
+
+
+def test_standalone_basic_echoes_to_the_published_client(script):
+    port = free_port()
+    app = script(str(EXAMPLES / "standalone_basic.py"), "--port", str(port))
+    tok = app.expect(r"^token: (\S+)$").group(1)
+
+    async def go():
+        client = await client_for(port, tok)
+        await client.send("hello", {"x": 1})
+        echo = await recv_type(client, "echo")
+        assert echo.payload["from"] == "dev-user"
+        assert echo.payload["message"]["p"] == {"x": 1}
+        await client.disconnect()
+
+    run(go())
+    app.expect(r"^connected: dev-user")
+    assert app.interrupt() == 0
+    app.expect(r"^stopped$")
+
+
+def test_standalone_broadcast_ticks_and_relays_chat(script):
+    port = free_port()
+    app = script(str(EXAMPLES / "standalone_broadcast.py"), "--port", str(port), "--interval", "0.2")
+    tok = app.expect(r"^token: (\S+)$").group(1)
+
+    async def go():
+        client = await client_for(port, tok)
+        assert (await recv_type(client, "joined")).payload == {"user": "dev-user"}
+        assert (await recv_type(client, "tick")).payload["n"] >= 1
+        await client.send("chat", {"text": "hi all"})
+        chat = await recv_type(client, "chat")
+        assert chat.payload["user"] == "dev-user" and chat.payload["text"] == "hi all"
+        await client.disconnect()
+
+    run(go())
+    assert app.interrupt() == 0
+    app.expect(r"^stopped$")
+
+
+def readme_block(marker):
+    text = README.read_text()
+    m = re.search(rf"<!-- {marker} -->\s*```python\n(.*?)```", text, re.S)
+    assert m, f"README.md has no python block after <!-- {marker} -->"
+    return m.group(1)
+
+
+def test_the_readme_quick_start_runs_and_the_published_client_connects(script):
+    server_code = readme_block("quickstart")
+    token_code = readme_block("quickstart-token")
+    assert '"0.0.0.0", 5007' in server_code  # the original's Quick Start, unchanged
+    app = script("-c", server_code)
+    namespace = {}
+    exec("import time\nfrom wse_server import rust_jwt_encode\n" + token_code, namespace)
+    tok = namespace["token"]
+
+    async def go():
+        for _ in range(100):  # the script has started when its port answers
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", 5007)
+                w.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        client = await client_for(5007, tok)
+        await client.send("greeting", {"text": "hello quick start"})
+        await asyncio.sleep(0.5)
+        await client.disconnect()
+
+    run(go())
+    app.expect(r"^Message from \S+: .*hello quick start")
+    app.expect(r"^Disconnected: ")
