@@ -541,3 +541,49 @@ async fn a_callback_receives_every_event_in_order_instead_of_the_queue() {
     assert_eq!(server.next_event(Duration::from_millis(10)).await, None);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn next_events_waits_for_the_first_then_takes_what_is_queued_up_to_max() {
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
+    assert!(
+        server
+            .next_events(10, Duration::from_millis(20))
+            .await
+            .is_empty()
+    );
+    let mut ws = connect(&server, None).await;
+    for i in 0..5 {
+        ws.send(Message::text(json!({"t": "n", "p": {"i": i}}).to_string()))
+            .await
+            .unwrap();
+    }
+    // The connect event plus five messages; wait until all six are queued.
+    while server.inbound_queue_depth() < 6 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let first = server.next_events(4, WAIT).await;
+    assert_eq!(first.len(), 4);
+    assert!(matches!(first[0], ServerEvent::Connect(..)));
+    let rest = server.next_events(100, WAIT).await;
+    let ids: Vec<Value> = rest
+        .iter()
+        .map(|e| match e {
+            ServerEvent::Msg(_, v) => v["p"]["i"].clone(),
+            other => panic!("expected a message, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(ids, [json!(3), json!(4)]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn start_drain_returns_at_once_and_has_closed_every_client_with_its_code() {
+    let server = ServerHandle::start(&config(|_| {})).await.unwrap();
+    let mut ws = connect(&server, None).await;
+    let _ = event(&server).await;
+    server.start_drain(4300, "rolling restart", Duration::from_secs(5));
+    assert!(server.is_draining() && !server.is_stopped());
+    assert_eq!(close_code_of(&mut ws).await, 4300);
+    server.stop().await;
+    assert!(server.is_stopped());
+}
