@@ -277,7 +277,7 @@ def parse_prometheus(text):
         assert m.group(1) in types, f"sample before its TYPE: {line!r}"
         value = float(m.group(3))
         assert not math.isnan(value)
-        samples[m.group(1)] = value
+        samples[m.group(1) + (m.group(2) or "")] = value
     return types, samples
 
 
@@ -295,6 +295,12 @@ def test_prometheus_metrics_parse_and_count_traffic(make_server):
         assert samples["wse_connections"] == 1
         assert samples["wse_connections_accepted_total"] == 1
         assert samples["wse_messages_received_total"] == 1
+        for _ in range(3):
+            server.broadcast_local('odd"topic', '{"t":"x"}')
+        server.broadcast_local("plain", '{"t":"x"}')
+        _, samples = parse_prometheus(server.prometheus_metrics())
+        assert samples['wse_topic_messages_total{topic="odd\\"topic"}'] == 3
+        assert samples['wse_topic_messages_total{topic="plain"}'] == 1
         await ws.close()
 
     run(go())

@@ -32,7 +32,7 @@ use wse_core::pubsub::SubscribeError;
 use wse_core::{ConnId, Instant, WallClock};
 
 use crate::net::{Listener, TcpListener};
-use crate::stats::{Counters, Stats};
+use crate::stats::{self, Counters, Stats, TopicCounts};
 use crate::topics::Topics;
 use crate::upgrade::{self, UpgradeRequest};
 use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
@@ -109,6 +109,7 @@ struct Shared {
     /// Taken out (`None`) once a callback consumes the events instead.
     events_rx: tokio::sync::Mutex<Option<mpsc::Receiver<ServerEvent>>>,
     counters: Counters,
+    topic_counts: TopicCounts,
     seq: AtomicU64,
     rng: Mutex<ChaCha8Rng>,
     /// Monotonic origin of the core's `Instant`, and the wall clock at that origin: wall time
@@ -177,6 +178,7 @@ impl ServerHandle {
             events: tx,
             events_rx: tokio::sync::Mutex::new(Some(rx)),
             counters: Counters::default(),
+            topic_counts: TopicCounts::default(),
             seq: AtomicU64::new(0),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(OsRng.next_u64())),
             origin: tokio::time::Instant::now(),
@@ -341,6 +343,9 @@ impl ServerHandle {
     pub fn broadcast_local(&self, topic: &str, text: &str) {
         let wire = wsframe::encode_core(&Frame::text(protocol::inject_category(text).into_owned()));
         let shared = &self.shared;
+        shared
+            .topic_counts
+            .record(topic, |t| shared.registry.subscriber_count(t) > 0);
         let peer_of = |c: ConnId| lock(&shared.conns).get(&c).cloned();
         let targets = shared.registry.publish_targets(
             topic,
@@ -627,6 +632,7 @@ impl Shared {
             topics: self.registry.topic_count(),
             recovery_enabled: self.recovery_enabled,
             presence_enabled: self.presence_enabled,
+            top_topics: self.topic_counts.top(stats::TOP_TOPICS_SHOWN),
         }
     }
 

@@ -23,6 +23,66 @@ pub(crate) struct Counters {
     pub(crate) messages_sent: AtomicU64,
 }
 
+/// Most topics whose publications are counted one by one (UPSTREAM §7.10 prunes at this size).
+pub const MAX_COUNTED_TOPICS: usize = 10_000;
+/// Topics shown in `wse_topic_messages_total`, busiest first.
+pub const TOP_TOPICS_SHOWN: usize = 50;
+
+/// Publications per topic, for `wse_topic_messages_total`. Bounded: past
+/// [`MAX_COUNTED_TOPICS`] keys, topics without subscribers are pruned, and a new topic that
+/// still does not fit is not counted (the bound wins over completeness).
+#[derive(Debug, Default)]
+pub(crate) struct TopicCounts {
+    counts: std::sync::Mutex<BTreeMap<String, u64>>,
+}
+
+impl TopicCounts {
+    /// Counts one publication to `topic`; `has_subscribers` decides what survives a prune.
+    pub(crate) fn record(&self, topic: &str, has_subscribers: impl Fn(&str) -> bool) {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(topic) {
+            *n += 1;
+            return;
+        }
+        if counts.len() >= MAX_COUNTED_TOPICS {
+            counts.retain(|t, _| has_subscribers(t));
+            if counts.len() >= MAX_COUNTED_TOPICS {
+                return;
+            }
+        }
+        counts.insert(topic.to_owned(), 1);
+    }
+
+    /// The busiest topics, most publications first (ties by name).
+    pub(crate) fn top(&self, n: usize) -> Vec<(String, u64)> {
+        let counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut all: Vec<(String, u64)> = counts.iter().map(|(t, c)| (t.clone(), *c)).collect();
+        all.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+}
+
+/// Escapes a Prometheus label value (`\`, `"`, newline).
+fn escape_label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for ch in value.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// One consistent-enough reading of a server for rendering.
 #[derive(Debug)]
 pub(crate) struct Stats<'a> {
@@ -33,6 +93,8 @@ pub(crate) struct Stats<'a> {
     pub(crate) topics: usize,
     pub(crate) recovery_enabled: bool,
     pub(crate) presence_enabled: bool,
+    /// Busiest topics and their publication counts.
+    pub(crate) top_topics: Vec<(String, u64)>,
 }
 
 /// `health_snapshot()` of a server that is not running: every key, zero values, uptime 0.0.
@@ -57,6 +119,7 @@ fn stopped(counters: &Counters, recovery_enabled: bool, presence_enabled: bool) 
         topics: 0,
         recovery_enabled,
         presence_enabled,
+        top_topics: Vec::new(),
     }
 }
 
@@ -208,6 +271,19 @@ impl Stats<'_> {
                 "0".into(),
             );
         }
+        if !self.top_topics.is_empty() {
+            out.push_str(
+                "# HELP wse_topic_messages_total Publications per topic (busiest 50)\n\
+                 # TYPE wse_topic_messages_total counter\n",
+            );
+            for (topic, count) in &self.top_topics {
+                let _ = writeln!(
+                    out,
+                    "wse_topic_messages_total{{topic=\"{}\"}} {count}",
+                    escape_label(topic)
+                );
+            }
+        }
         out
     }
 }
@@ -224,6 +300,49 @@ mod tests {
         assert_eq!(h["presence_enabled"], true);
         assert_eq!(h["presence_total_users"], 0);
         assert!(!stopped_health_snapshot(false, false).contains_key("presence_topics"));
+    }
+
+    #[test]
+    fn topic_labels_are_escaped_and_the_busiest_come_first() {
+        let counts = TopicCounts::default();
+        for _ in 0..3 {
+            counts.record("a\"b\\c\nd", |_| true);
+        }
+        counts.record("quiet", |_| true);
+        let counters = Counters::default();
+        let mut stats = stopped(&counters, false, false);
+        stats.top_topics = counts.top(TOP_TOPICS_SHOWN);
+        let text = stats.prometheus();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("wse_topic_messages_total"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"wse_topic_messages_total{topic="a\"b\\c\nd"} 3"#,
+                r#"wse_topic_messages_total{topic="quiet"} 1"#
+            ]
+        );
+    }
+
+    #[test]
+    fn topic_counts_stay_bounded_and_prune_topics_without_subscribers() {
+        let counts = TopicCounts::default();
+        for i in 0..MAX_COUNTED_TOPICS {
+            counts.record(&format!("t{i}"), |_| false);
+        }
+        counts.record("kept", |t| t == "t7");
+        let top = counts.top(usize::MAX);
+        assert_eq!(
+            top.len(),
+            2,
+            "pruned to the subscribed topic plus the new one"
+        );
+        for i in 0..MAX_COUNTED_TOPICS + 10 {
+            counts.record(&format!("u{i}"), |_| true);
+        }
+        assert_eq!(counts.top(usize::MAX).len(), MAX_COUNTED_TOPICS);
     }
 
     #[test]
