@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 
 pub mod convert;
 pub mod functions;
+pub mod utils;
 
 /// The `_wse_accel` module.
 #[pymodule]
@@ -19,5 +20,6 @@ fn wse_accel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
 
     functions::register(m)?;
+    utils::register(m)?;
     Ok(())
 }
