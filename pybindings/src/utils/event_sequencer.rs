@@ -177,6 +177,32 @@ impl State {
         Outcome::Deliver(vec![event])
     }
 
+    /// `cleanup()`: drops buffered events older than [`BUFFERED_EVENT_MAX_AGE`] and forgets
+    /// the topics this empties.
+    fn expire_buffered(&mut self, now: Instant, garbage: &mut Vec<Py<PyAny>>) {
+        let mut emptied = Vec::new();
+        let mut expired = 0u64;
+        for (name, t) in &mut self.topics {
+            let before = t.buffered.len();
+            let (stale, fresh): (BTreeMap<u64, Buffered>, BTreeMap<u64, Buffered>) =
+                std::mem::take(&mut t.buffered)
+                    .into_iter()
+                    .partition(|(_, b)| {
+                        now.saturating_duration_since(b.received) > BUFFERED_EVENT_MAX_AGE
+                    });
+            t.buffered = fresh;
+            expired += (before - t.buffered.len()) as u64;
+            garbage.extend(stale.into_values().map(|b| b.event));
+            if before > 0 && t.buffered.is_empty() {
+                emptied.push(name.clone());
+            }
+        }
+        self.dropped_count = self.dropped_count.saturating_add(expired);
+        for name in emptied {
+            self.remove_topic(&name, garbage);
+        }
+    }
+
     fn remove_topic(&mut self, topic: &str, garbage: &mut Vec<Py<PyAny>>) {
         if let Some(t) = self.topics.remove(topic) {
             self.recency.remove(&t.last_active);
@@ -269,32 +295,12 @@ impl RustEventSequencer {
         }
     }
 
-    /// Drops buffered events older than five minutes (they count as dropped). The duplicate
-    /// window needs no trimming: it never exceeds `window_size`.
+    /// Drops buffered events older than five minutes (they count as dropped); a topic whose
+    /// last buffered events expired this way is forgotten, so its next event starts it over.
+    /// The duplicate window needs no trimming: it never exceeds `window_size`.
     fn cleanup(&self, py: Python<'_>) {
         let mut garbage = Vec::new();
-        {
-            let mut state = lock(&self.state, py);
-            let now = Instant::now();
-            let mut expired = 0u64;
-            for t in state.topics.values_mut() {
-                let stale: Vec<u64> = t
-                    .buffered
-                    .iter()
-                    .filter(|(_, b)| {
-                        now.saturating_duration_since(b.received) > BUFFERED_EVENT_MAX_AGE
-                    })
-                    .map(|(seq, _)| *seq)
-                    .collect();
-                for seq in stale {
-                    if let Some(b) = t.buffered.remove(&seq) {
-                        garbage.push(b.event);
-                        expired += 1;
-                    }
-                }
-            }
-            state.dropped_count = state.dropped_count.saturating_add(expired);
-        }
+        lock(&self.state, py).expire_buffered(Instant::now(), &mut garbage);
         drop(garbage);
     }
 

@@ -9,8 +9,8 @@
 //! Nesting deeper than [`MAX_DEPTH`] (a cycle, say) is a `ValueError`.
 //!
 //! msgpack → Python: the decoder accepts one value nested at most [`MAX_INBOUND_DEPTH`]
-//! containers deep, ignores bytes after it (as the original does), and refuses strings that are
-//! not UTF-8. bin and ext become `bytes`; map keys are converted like values (an unhashable key
+//! containers deep, ignores bytes after it (as the original does), and refuses the reserved
+//! marker `0xc1` and strings that are not UTF-8. bin and ext become `bytes`; map keys are converted like values (an unhashable key
 //! is a `TypeError` from `dict`).
 //!
 //! msgpack → JSON: bin and ext become lower-case hex, NaN and infinities `null`, a non-string
@@ -111,40 +111,19 @@ pub(super) struct Undecodable;
 /// Decodes the first msgpack value of `data` (later bytes are ignored).
 pub(super) fn decode(data: &[u8]) -> Result<Value, Undecodable> {
     // rmpv spends two units of its depth budget per container level and at most three on a
-    // leaf, so this budget admits every value MAX_INBOUND_DEPTH containers deep and bounds the
-    // decoder's recursion; the exact container limit is checked on the result.
+    // leaf, so this budget admits every value MAX_INBOUND_DEPTH containers deep while bounding
+    // the decoder's recursion.
     let budget = MAX_INBOUND_DEPTH * 2 + 8;
+    let mut rest = data;
     let value =
-        rmpv::decode::read_value_with_max_depth(&mut &data[..], budget).map_err(|_| Undecodable)?;
-    if container_depth(&value) > MAX_INBOUND_DEPTH || !all_strings_utf8(&value) {
-        return Err(Undecodable);
-    }
+        rmpv::decode::read_value_with_max_depth(&mut rest, budget).map_err(|_| Undecodable)?;
+    // rmpv reads the reserved marker 0xc1 as nil and keeps non-UTF-8 strings; the core's
+    // inbound decoder refuses both and applies the exact depth limit, so it vets the bytes
+    // the value occupied.
+    let used = data.len() - rest.len();
+    wse_core::protocol::msgpack::msgpack_to_json(&data[..used], MAX_INBOUND_DEPTH)
+        .map_err(|_| Undecodable)?;
     Ok(value)
-}
-
-fn container_depth(v: &Value) -> usize {
-    match v {
-        Value::Array(items) => 1 + items.iter().map(container_depth).max().unwrap_or(0),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| container_depth(k).max(container_depth(v)))
-                .max()
-                .unwrap_or(0)
-        }
-        _ => 0,
-    }
-}
-
-fn all_strings_utf8(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.is_str(),
-        Value::Array(items) => items.iter().all(all_strings_utf8),
-        Value::Map(entries) => entries
-            .iter()
-            .all(|(k, v)| all_strings_utf8(k) && all_strings_utf8(v)),
-        _ => true,
-    }
 }
 
 /// Converts a decoded msgpack value to Python.
