@@ -933,3 +933,37 @@ def test_priority_message_queue_never_exceeds_max_size_across_threads():
     assert q.size == 100
     stats = q.get_stats()
     assert stats["total_dropped"] == 4000 - 100
+
+
+# --- shared -----------------------------------------------------------------------------------
+
+
+def test_objects_released_by_a_call_may_call_back_into_the_same_instance():
+    """A removed message's __del__ runs after the instance's lock is released (no deadlock)."""
+    pq = RustPriorityQueue(5)
+    mq = RustPriorityMessageQueue(1, 1)
+    es = RustEventSequencer(10, 10)
+    calls = []
+
+    class CallsBack:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __del__(self):
+            calls.append(self.fn())
+
+    def scenario():
+        pq.push(1, CallsBack(pq.len))
+        pq.clear()
+        mq.enqueue(CallsBack(lambda: mq.size), 1)
+        mq.enqueue("newer", 1)  # evicts the first message
+        es.process_sequenced_event("t", 1, "x")
+        es.process_sequenced_event("t", 3, CallsBack(es.get_buffer_stats))
+        es.process_sequenced_event("t", 3, "replacement")
+        es.reset_sequence()
+
+    worker = threading.Thread(target=scenario, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "deadlock: a __del__ ran while the lock was held"
+    assert len(calls) == 3

@@ -128,7 +128,9 @@ impl RustCompressionManager {
         }
     }
 
-    /// Packs a dict as msgpack (see the class doc for how values are converted).
+    /// Packs a dict as msgpack: insertion order and non-string keys kept, `bytes` as bin,
+    /// an `Enum` member as its value, datetimes as `isoformat()`, other objects (UUID, set, an
+    /// int beyond 64 bits) as `str(obj)`. Nesting deeper than 128 is a `ValueError`.
     fn pack_msgpack<'py>(
         &self,
         py: Python<'py>,

@@ -11,6 +11,9 @@
 //!   ever saw until `reset_sequence`, which grows without limit under topic churn; here a new
 //!   topic beyond the limit evicts the least recently active one (its buffered events count
 //!   as dropped). An evicted topic that shows up again starts over, like a first event.
+//!
+//! `cleanup()` drops buffered events older than five minutes and, as the original, forgets a
+//! topic whose last buffered events it dropped; topics without buffered events stay tracked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -320,7 +323,7 @@ impl RustEventSequencer {
             d.set_item("expected_sequence", t.expected)?;
             d.set_item("buffered_count", t.buffered.len())?;
             d.set_item("buffered_sequences", &t.buffered)?;
-            d.set_item("gap_size", t.buffered[0] - t.expected)?;
+            d.set_item("gap_size", t.buffered[0].saturating_sub(t.expected))?;
             d.set_item("oldest_buffered_age", t.oldest_age_secs)?;
             per_topic.set_item(&t.name, d)?;
         }

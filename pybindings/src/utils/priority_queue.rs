@@ -82,7 +82,7 @@ impl RustPriorityQueue {
     fn push(&self, py: Python<'_>, priority: i32, message: Py<PyAny>) -> bool {
         let mut heap = lock(&self.heap, py);
         if heap.entries.len() >= self.max_size {
-            // `message` is dropped after the guard (declared earlier, dropped later).
+            // Release the lock before `message` is dropped on return (its `__del__` may run).
             drop(heap);
             return false;
         }
