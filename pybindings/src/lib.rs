@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 pub mod convert;
 pub mod functions;
 pub mod server;
+pub mod utils;
 
 /// The `_wse_accel` module.
 #[pymodule]
@@ -19,7 +20,7 @@ pub mod server;
 fn wse_accel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<server::RustWseServer>()?;
-
     functions::register(m)?;
+    utils::register(m)?;
     Ok(())
 }
