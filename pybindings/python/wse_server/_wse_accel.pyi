@@ -173,6 +173,194 @@ class RustWSEServer:
     def prometheus_metrics(self) -> str:
         """Prometheus text exposition of the ``wse_*`` metrics."""
 
+# ---- helper classes (none of them touches the wire) ------------------------------------
+
+class RustCompressionManager:
+    """zlib compression with statistics, and msgpack/JSON packing of events.
+
+    `compress` uses `compression_level` (0 = stored … 9 = smallest) unless given a level;
+    `decompress` refuses output over 10 MiB with a `RuntimeError`. `pack_event`/`unpack_event`
+    turn event dicts into msgpack or JSON bytes and back. Safe to share between threads.
+    """
+    def __init__(self, threshold=1024, compression_level=6) -> None:
+        """Creates the CompressionManager."""
+    def should_compress(self, data) -> bool:
+        """Whether `data` is longer than the threshold."""
+    def compress(self, data, level=None) -> bytes:
+        """zlib-compresses `data` at `level` (default: the manager's level). A level above 9 is a
+        `ValueError` (counted as a compression failure).
+        """
+    def decompress(self, data) -> bytes:
+        """Inflates zlib `data` (empty input gives empty output). A corrupt stream, bytes after
+        the stream, or output over 10 MiB is a `RuntimeError` (counted as a failure).
+        """
+    def pack_msgpack(self, data) -> bytes:
+        """Packs a dict as msgpack: insertion order and non-string keys kept, `bytes` as bin,
+        an `Enum` member as its value, datetimes as `isoformat()`, other objects (UUID, set, an
+        int beyond 64 bits) as `str(obj)`. Nesting deeper than 128 is a `ValueError`.
+        """
+    def unpack_msgpack(self, data) -> Any:
+        """Unpacks one msgpack value (nested at most 64 deep; bytes after it are ignored). Invalid
+        input is a `RuntimeError`.
+        """
+    def pack_event(self, event, use_msgpack=True) -> bytes:
+        """Packs an event dict as msgpack, or with `use_msgpack=False` as compact JSON with sorted
+        keys (bytes as hex, NaN as null, non-string keys as text).
+        """
+    def unpack_event(self, data, is_msgpack=True) -> Any:
+        """Unpacks an event. With `is_msgpack=True`: msgpack, else JSON, else `RuntimeError`.
+        With `is_msgpack=False`: JSON (UTF-8, or Latin-1 when not UTF-8); undecodable input
+        gives `{"_raw_hex": <hex of data>, "_decode_error": True}` instead of an error.
+        """
+    def get_stats(self) -> dict[str, Any]:
+        """Counters: `total_compressed`, `total_decompressed`, `compression_failures`,
+        `decompression_failures`, `total_bytes_saved` (input minus output, never negative per
+        call), `compression_success_rate`, `decompression_success_rate`, `average_bytes_saved`.
+        """
+    def reset_stats(self) -> None:
+        """Sets every counter back to zero."""
+
+class RustTokenBucket:
+    """Token bucket rate limiter.
+
+    Holds up to `capacity` tokens and regains `refill_rate` tokens per second. Every `acquire`
+    (and every read of `tokens`) first adds the tokens earned since the previous refill, then
+    `acquire(n)` takes `n` tokens if that many are there. Safe to share between threads.
+    """
+    def __init__(self, capacity, refill_rate, initial_tokens=None) -> None:
+        """Creates the TokenBucket."""
+    def acquire(self, tokens) -> bool:
+        """Refills, then takes `tokens` tokens and returns `True` if at least that many are
+        available; otherwise returns `False` and takes nothing.
+        """
+    def reset(self) -> None:
+        """Fills the bucket to `capacity` and restarts the refill clock."""
+    @property
+    def tokens(self) -> float:
+        """The tokens available now (refills first)."""
+
+class RustSequencer:
+    """Event sequencer with duplicate detection.
+
+    `next_seq()` hands out 1, 2, 3, ...; `is_duplicate(event_id)` remembers the last
+    `window_size` ids it was asked about and reports repeats. `cleanup(max_age_secs)` forgets
+    ids older than that. Safe to share between threads.
+    """
+    def __init__(self, window_size) -> None:
+        """Creates the Sequencer."""
+    def next_seq(self) -> int:
+        """Advances the sequence and returns the new value (the first call returns 1)."""
+    def get_current_seq(self) -> int:
+        """The last value `next_seq` returned (0 before the first call)."""
+    def is_duplicate(self, event_id) -> bool:
+        """`True` if `event_id` is among the remembered ids; otherwise remembers it and returns
+        `False`.
+        """
+    def cleanup(self, max_age_secs) -> Any:
+        """Forgets ids first seen more than `max_age_secs` seconds ago."""
+    def seen_count(self) -> int:
+        """How many ids are remembered."""
+
+class RustEventSequencer:
+    """Full event sequencer: sequence numbers, duplicate detection, and per-topic in-order
+    delivery with a bounded out-of-order buffer and gap statistics.
+
+    `process_sequenced_event(topic, sequence, event)` returns the events that can be delivered
+    now, in order, or `None` when the event was buffered (it arrived early) or dropped (it is
+    older than expected). The first event of a topic is always delivered. An event more than
+    `max_out_of_order` ahead resets the topic: buffered events are discarded and the event is
+    delivered. At most 10,000 topics are tracked; the least recently active one is forgotten
+    to make room. Safe to share between threads.
+    """
+    def __init__(self, window_size=10000, max_out_of_order=100) -> None:
+        """Creates the EventSequencer."""
+    def next_seq(self) -> int:
+        """Advances the sequence and returns the new value (the first call returns 1)."""
+    def get_current_sequence(self) -> int:
+        """The last value `next_seq` returned (0 before the first call)."""
+    def is_duplicate(self, event_id) -> bool:
+        """`True` (and counts a duplicate) if `event_id` is among the last `window_size` ids;
+        otherwise remembers it and returns `False`.
+        """
+    def process_sequenced_event(self, topic, sequence, event) -> list[Any] | None:
+        """Orders `event` (sequence number `sequence`) within `topic`. Returns the list of events
+        now deliverable in order (this one first, then any buffered successors), or `None` if
+        the event was buffered or dropped as old.
+        """
+    def cleanup(self) -> Any:
+        """Drops buffered events older than five minutes (they count as dropped); a topic whose
+        last buffered events expired this way is forgotten, so its next event starts it over.
+        The duplicate window needs no trimming: it never exceeds `window_size`.
+        """
+    def get_buffer_stats(self) -> dict[str, Any]:
+        """Buffer statistics: `total_topics`, `total_buffered`, and for each topic with buffered
+        events `expected_sequence`, `buffered_count`, `buffered_sequences`, `gap_size` (first
+        buffered minus expected) and `oldest_buffered_age` (seconds).
+        """
+    def get_sequence_stats(self) -> dict[str, Any]:
+        """Sequence statistics: `current_sequence`, `duplicate_count`, `out_of_order_count`,
+        `dropped_count`, `topics` (per topic `expected`, `buffered`, `gaps`,
+        `buffered_sequences`), `total_topics`, `total_buffered`, `seen_ids_count`.
+
+        `gaps` lists the runs of missing numbers between consecutive entries of
+        `[expected] + buffered_sequences`, each as `{"start", "end", "size"}` — the expected
+        number itself is not reported as missing, as in the original.
+        """
+    def reset_sequence(self, topic=None) -> None:
+        """Forgets the ordering state (expected number and buffered events) of `topic`, or of
+        every topic when `topic` is `None`. Counters and the duplicate window are kept.
+        """
+
+class RustPriorityQueue:
+    """Priority queue: higher numbers come out first; equal priorities come out in push order.
+    Holds at most `max_size` messages. Safe to share between threads.
+    """
+    def __init__(self, max_size) -> None:
+        """Creates the PriorityQueue."""
+    def push(self, priority, message) -> bool:
+        """Adds `message` with `priority`; returns `False` (and keeps nothing) if the queue is full."""
+    def pop(self) -> Any:
+        """Removes and returns the highest-priority message, or `None` if the queue is empty."""
+    def drain(self, max_count) -> list[Any]:
+        """Removes and returns up to `max_count` messages, highest priority first."""
+    def len(self) -> int:
+        """How many messages are queued."""
+    def is_full(self) -> bool:
+        """Whether the queue holds `max_size` messages (always true for `max_size == 0`)."""
+    def clear(self) -> None:
+        """Removes every message."""
+
+class RustPriorityMessageQueue:
+    """Priority message queue with five levels and batching.
+
+    Priorities are mapped to CRITICAL(10), HIGH(8), NORMAL(5), LOW(3) or BACKGROUND(1) (nearest
+    level, ties upward). When the queue is full, `enqueue` drops the oldest BACKGROUND, else LOW,
+    else NORMAL message to make room; if only HIGH and CRITICAL messages are queued the new
+    message is refused (`False`). Every drop is counted under the dropped message's level.
+    `dequeue_batch()` returns up to `batch_size` `(level, message)` tuples, highest level first,
+    oldest first within a level. Safe to share between threads.
+    """
+    def __init__(self, max_size=1000, batch_size=10) -> None:
+        """Creates the PriorityMessageQueue."""
+    def enqueue(self, message, priority=5) -> bool:
+        """Queues `message` at `priority` (default NORMAL). Returns `False` if it was refused
+        because the queue is full of HIGH and CRITICAL messages (or `max_size` is 0).
+        """
+    def dequeue_batch(self) -> list[tuple[int, Any]]:
+        """Removes and returns up to `batch_size` `(level, message)` tuples, highest level first."""
+    def get_stats(self) -> dict[str, Any]:
+        """Queue statistics: `size`, `capacity`, `utilization_percent`, `priority_distribution`
+        and `dropped_by_priority` (keyed by level), `priority_queue_depths`
+        (`"priority_<level>_depth"`), `total_dropped`, `backpressure` (above 80 % full),
+        `oldest_message_age` (seconds, `None` when empty) and `processing_rate` (always 0.0:
+        the original reports no rate, the key is kept for shape).
+        """
+    def clear(self) -> None:
+        """Removes every queued message (drop counters are kept)."""
+    @property
+    def size(self) -> int:
+        """How many messages are queued."""
+
 def rust_jwt_encode(
     claims: dict[str, Any],
     secret: bytes,
