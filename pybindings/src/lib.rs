@@ -10,6 +10,7 @@
 use pyo3::prelude::*;
 
 pub mod convert;
+pub mod events;
 pub mod functions;
 
 /// The `_wse_accel` module.
@@ -19,5 +20,6 @@ fn wse_accel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
 
     functions::register(m)?;
+    events::register(m)?;
     Ok(())
 }
