@@ -108,21 +108,7 @@ pub fn transform<'py>(
         None => new_id(),
     };
     let (ts, latency_ms) = match from_meta_or_event("timestamp", "timestamp")? {
-        Some(v) => {
-            let ts = conv.as_text(&v)?;
-            let at = if v.is_instance_of::<PyString>() {
-                clock::parse_rfc3339(&ts).or_else(|| clock::parse_naive_utc(&ts))
-            } else if v.is_instance(conv.datetime_type)? {
-                // A datetime object counts only when it is zone-aware (a naive one gives an
-                // isoformat without offset): the original's rule.
-                clock::parse_rfc3339(&ts)
-            } else {
-                None
-            };
-            let latency =
-                at.map(|at| i64::try_from((now_nanos - at) / 1_000_000).unwrap_or(i64::MAX));
-            (ts, latency)
-        }
+        Some(v) => conv.timestamp(&v, now_nanos)?,
         None => (clock::format_utc_micros_z(now_nanos), None),
     };
 
@@ -271,6 +257,23 @@ impl<'py> Converter<'py> {
             return text(&v.getattr("value")?);
         }
         text(v)
+    }
+
+    /// An event's own timestamp as text, and its age in milliseconds when it reads as a time:
+    /// a `str` in RFC 3339 or zone-less (UTC) form, or a zone-aware `datetime` (a naive one
+    /// gives an isoformat without offset, which does not count: the original's rule).
+    fn timestamp(&self, v: &Bound<'py, PyAny>, now_nanos: i128) -> PyResult<(String, Option<i64>)> {
+        let ts = self.as_text(v)?;
+        let at = if v.is_instance_of::<PyString>() {
+            clock::parse_rfc3339(&ts).or_else(|| clock::parse_naive_utc(&ts))
+        } else if v.is_instance(self.datetime_type)? {
+            clock::parse_rfc3339(&ts)
+        } else {
+            None
+        };
+        // Truncated toward zero, negative for a timestamp in the future.
+        let latency = at.map(|at| i64::try_from((now_nanos - at) / 1_000_000).unwrap_or(i64::MAX));
+        Ok((ts, latency))
     }
 
     /// The converted value, and whether it differs from `v`.
