@@ -1,0 +1,1 @@
+"""Pure-Python helpers of the WSE server package (event filters, shared types)."""
