@@ -399,3 +399,21 @@ def rust_hmac_sha256(key: bytes, data: bytes) -> bytes:
 
 def rust_sign_message(payload_json: str, secret: bytes) -> str:
     """``hex(HMAC-SHA256(secret, hex(SHA-256(payload_json))))``."""
+
+def rust_transform_event(
+    event: dict[str, Any], sequence: int, event_type_map: dict[str, str]
+) -> dict[str, Any]:
+    """Turns an application event into a WSE wire envelope dict.
+
+    An event that already has ``v``, ``t``, ``p``, ``id`` and ``ts`` is returned as is (given
+    ``seq`` if missing). Otherwise the type (``event_type`` / ``type``, default "unknown") is
+    mapped through ``event_type_map`` or lower-cased, the payload is made JSON-safe (UUID, datetime,
+    Enum, bytes, tuples, objects), and ``c``, ``t``, ``id``, ``ts``, ``seq``, ``p``, ``v`` and the
+    optional metadata fields are filled in. Nesting deeper than 128 levels is a ``ValueError``.
+    """
+
+def rust_match_event(event: dict[str, Any], criteria: dict[str, Any]) -> bool:
+    """Whether ``event`` matches MongoDB-style ``criteria``: ``$eq $ne $gt $lt $gte $lte $in $nin
+    $regex $exists $contains $startswith $endswith``, top-level ``$and``/``$or``, dotted paths; a
+    ``start_from_latest`` key always matches. Regexes are linear-time with a size limit (an
+    oversized or invalid pattern is a ``ValueError``)."""
