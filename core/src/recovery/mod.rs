@@ -177,19 +177,29 @@ impl RecoveryStore {
         if self.rings.get(topic).is_some_and(Ring::is_exhausted) {
             self.drop_ring(topic);
         }
-        let key = match self.rings.get_key_value(topic) {
-            Some((key, _)) => Arc::clone(key),
+        // Stamp and frame before touching any state, so a panicking `frame` leaves none behind.
+        let (epoch, offset, new_ring_cost) = match self.rings.get(topic) {
+            Some(ring) => (ring.epoch, ring.next_offset(), None),
+            None => (self.epochs.next(rng), 0, Some(self.ring_fixed_bytes(topic))),
+        };
+        let bytes = frame(&stamp::stamp(topic, epoch, offset, text));
+        let key: Arc<str> = match new_ring_cost {
             None => {
-                let epoch = self.epochs.next(rng);
-                let Some(cost) = self.ring_fixed_bytes(topic) else {
-                    // Not even an empty ring fits the budget: deliver, keep nothing.
-                    let bytes = frame(&stamp::stamp(topic, epoch, 0, text));
-                    return Published {
-                        epoch,
-                        offset: 0,
-                        bytes,
-                    };
+                let (key, _) = self
+                    .rings
+                    .get_key_value(topic)
+                    .expect("invariant: the ring was found above");
+                Arc::clone(key)
+            }
+            // Not even an empty ring fits the budget: deliver, keep nothing.
+            Some(None) => {
+                return Published {
+                    epoch,
+                    offset,
+                    bytes,
                 };
+            }
+            Some(Some(cost)) => {
                 let key: Arc<str> = Arc::from(topic);
                 let ring = Ring::new(epoch, self.config.buffer_size, now, write_seq);
                 self.rings.insert(Arc::clone(&key), ring);
@@ -203,8 +213,6 @@ impl RecoveryStore {
             .rings
             .get_mut(topic)
             .expect("invariant: the ring was found or created above");
-        let (epoch, offset) = (ring.epoch, ring.next_offset());
-        let bytes = frame(&stamp::stamp(topic, epoch, offset, text));
         self.payload_bytes -= ring.push(bytes.clone());
         self.payload_bytes += bytes.len();
         self.lru.remove(&ring.write_seq);

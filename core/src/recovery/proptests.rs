@@ -123,9 +123,12 @@ fn run(capacity: usize, max_messages: usize, budget: usize, seed: u64, ops: Vec<
                     for kept in after.iter().filter(|&&k| k != topic) {
                         assert!(
                             m.last_write[d].1 < m.last_write[kept].1,
-                            "dropped {d} while older-written... kept {kept}"
+                            "dropped {d} although {kept} was written less recently"
                         );
                     }
+                }
+                if !after.contains(&topic) {
+                    assert!(after.is_empty(), "the written ring is dropped last");
                 }
                 assert!(s.total_bytes() <= budget, "budget after publish");
             }
