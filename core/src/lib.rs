@@ -37,6 +37,7 @@ pub mod limits;
 pub mod protocol;
 pub mod pubsub;
 pub mod rand;
+pub mod recovery;
 pub mod time;
 
 pub use ids::ConnId;
