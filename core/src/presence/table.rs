@@ -162,13 +162,15 @@ impl PresenceTable {
             .map(|(t, u)| (t.clone(), u.clone()))
             .collect();
         let mut changes = Vec::new();
-        for key in targets {
+        // One clone per topic but the last, which takes `data` itself.
+        let copies = std::iter::repeat_n(data, targets.len());
+        for (key, data) in targets.into_iter().zip(copies) {
             let connections = count(
                 self.local
                     .get(&key)
                     .expect("invariant: a connection's topic has a local connection set"),
             );
-            let entry = PresenceEntry::present(hlc, data.clone(), connections);
+            let entry = PresenceEntry::present(hlc, data, connections);
             changes.extend(self.write_local(key, entry));
         }
         Ok(changes)
@@ -207,7 +209,7 @@ impl PresenceTable {
     }
 
     /// Drops tombstones older than `horizon_ms`; returns how many (see
-    /// [`PresenceState`](super::PresenceState) for the rule and its cost).
+    /// [`PresenceState`] for the rule and its cost).
     pub fn gc_tombstones(&mut self, horizon_ms: u64) -> usize {
         let dropped = self.state.gc_tombstones(horizon_ms);
         let own = self.own;
