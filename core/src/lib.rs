@@ -34,6 +34,7 @@ pub mod conn;
 pub mod glob;
 pub mod ids;
 pub mod limits;
+pub mod presence;
 pub mod protocol;
 pub mod pubsub;
 pub mod rand;
