@@ -17,17 +17,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use pyo3::exceptions::{PyNotImplementedError, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use wse_core::ConnId;
 use wse_core::config::{JwtSettings, ServerConfig};
 use wse_core::conn::ConnSettings;
 use wse_core::pubsub::SubscribeError;
-use wse_runtime::server::{ServerEvent, ServerHandle, StartError};
+use wse_runtime::server::{
+    RecoveryError, RecoveryOutcome, ServerEvent, ServerHandle, StartError, TopicRecovery,
+};
 use wse_runtime::stats;
 
-use crate::convert::{to_json_map, to_py};
+use crate::convert::{to_json, to_json_map, to_py};
 use crate::functions::parse_algorithm;
 
 /// How long `stop()` lets the runtime finish its last tasks after the server shut down.
@@ -204,17 +206,6 @@ impl RustWseServer {
             send_dedup_window,
         };
         ConnSettings::from_config(&config).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        for (on, feature) in [
-            (recovery_enabled, "recovery_enabled"),
-            (presence_enabled, "presence_enabled"),
-        ] {
-            if on {
-                return Err(PyNotImplementedError::new_err(format!(
-                    "{feature}=True: this build of WSE has no message recovery or presence yet; \
-                     construct the server without it"
-                )));
-            }
-        }
         Ok(RustWseServer {
             config,
             drain_mode: AtomicBool::new(false),
@@ -502,9 +493,9 @@ impl RustWseServer {
     /// `queue_group` joins each topic's group for round-robin delivery instead. Topics the
     /// ACL refuses or that contain control characters are dropped; at
     /// `max_subscriptions_per_connection` a `RuntimeError`, below it the list is cut to the
-    /// remaining budget. Unknown ids (and a stopped server) are ignored. `presence_data` is
-    /// accepted for compatibility; presence is not in this build (it is off, as the
-    /// original's default, and the data is then unused).
+    /// remaining budget. Unknown ids (and a stopped server) are ignored. With `presence_data`
+    /// (presence enabled, JWT-authenticated connection) the user is tracked as present in each
+    /// topic added: the first connection of a user makes a `presence_join`.
     #[pyo3(signature = (conn_id, topics, presence_data = None, queue_group = None))]
     fn subscribe_connection(
         &self,
@@ -513,16 +504,76 @@ impl RustWseServer {
         presence_data: Option<&Bound<'_, PyAny>>,
         queue_group: Option<&str>,
     ) -> PyResult<()> {
-        let _ = presence_data;
+        let data = presence_data.map(to_json).transpose()?;
         let (Some(r), Some(id)) = (read(&self.running), parse_conn_id(conn_id)) else {
             return Ok(());
         };
-        match r.handle.subscribe_connection(id, &topics, queue_group) {
-            Ok(_) => Ok(()),
-            Err(SubscribeError::LimitReached { limit }) => Err(PyRuntimeError::new_err(format!(
-                "Connection {conn_id} reached max subscriptions ({limit})"
-            ))),
+        r.handle
+            .subscribe_connection(id, &topics, data.as_ref(), queue_group)
+            .map(drop)
+            .map_err(|e| subscribe_error(conn_id, &e))
+    }
+
+    /// Subscribes (no presence, no queue group) and, with `recover=True` and both `epoch` (8
+    /// hex digits) and `offset` (the last offset the client has), replays what the connection
+    /// missed in each topic. The same position is used for every topic: call once per topic
+    /// when the client sent one position per topic. Returns `{"recovered": bool, "topics":
+    /// {topic: {"epoch": str | None, "offset": int, "recoverable": bool, "recovered": bool,
+    /// "count": int}}}`; `recovered` is true only when every topic was recovered. A topic the
+    /// ACL refuses is reported as having nothing. `RuntimeError` for a bad epoch, at the
+    /// subscription limit, or for `recover=True` when not running.
+    #[pyo3(signature = (conn_id, topics, recover = false, epoch = None, offset = None))]
+    fn subscribe_with_recovery<'py>(
+        &self,
+        py: Python<'py>,
+        conn_id: &str,
+        topics: Vec<String>,
+        recover: bool,
+        epoch: Option<&str>,
+        offset: Option<u64>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let running = if recover {
+            Some(self.running()?)
+        } else {
+            read(&self.running)
+        };
+        let id = parse_conn_id(conn_id);
+        let outcome = match (&running, id) {
+            (Some(r), Some(id)) => r
+                .handle
+                .subscribe_with_recovery(id, &topics, recover, epoch, offset)
+                .map_err(|e| match e {
+                    RecoveryError::InvalidEpoch(e) => PyRuntimeError::new_err(e.to_string()),
+                    RecoveryError::Subscribe(e) => subscribe_error(conn_id, &e),
+                })?,
+            _ => {
+                if let Some(e) = epoch.filter(|_| recover) {
+                    e.parse::<wse_core::recovery::Epoch>()
+                        .map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+                }
+                RecoveryOutcome {
+                    recovered: false,
+                    topics: topics
+                        .iter()
+                        .map(|t| (t.clone(), TopicRecovery::NOTHING))
+                        .collect(),
+                }
+            }
+        };
+        let per_topic = PyDict::new(py);
+        for (topic, t) in &outcome.topics {
+            let d = PyDict::new(py);
+            d.set_item("epoch", t.epoch.map(|e| e.to_string()))?;
+            d.set_item("offset", t.offset)?;
+            d.set_item("recoverable", t.recoverable)?;
+            d.set_item("recovered", t.recovered)?;
+            d.set_item("count", t.count)?;
+            per_topic.set_item(topic, d)?;
         }
+        let result = PyDict::new(py);
+        result.set_item("recovered", outcome.recovered)?;
+        result.set_item("topics", per_topic)?;
+        Ok(result)
     }
 
     /// Unsubscribes a connection from `topics`, or from everything (queue groups included)
@@ -552,6 +603,53 @@ impl RustWseServer {
             }
         }
         Ok(dict)
+    }
+
+    // ---- presence -------------------------------------------------------------------------
+
+    /// The users present in `topic`: `{user_id: {"data": ..., "connections": int}}` (empty when
+    /// presence is off or the server is not running).
+    fn presence<'py>(&self, py: Python<'py>, topic: &str) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        if let Some(r) = read(&self.running) {
+            for (user, p) in r.handle.presence(topic) {
+                let entry = PyDict::new(py);
+                entry.set_item("data", to_py(py, &p.data)?)?;
+                entry.set_item("connections", p.connections)?;
+                dict.set_item(user, entry)?;
+            }
+        }
+        Ok(dict)
+    }
+
+    /// `{"num_users": int, "num_connections": int}` of `topic` (zeros when presence is off).
+    fn presence_stats<'py>(&self, py: Python<'py>, topic: &str) -> PyResult<Bound<'py, PyDict>> {
+        let stats = read(&self.running)
+            .map(|r| r.handle.presence_stats(topic))
+            .unwrap_or_default();
+        let dict = PyDict::new(py);
+        dict.set_item("num_users", stats.num_users)?;
+        dict.set_item("num_connections", stats.num_connections)?;
+        Ok(dict)
+    }
+
+    /// Replaces the connection's presence data in every topic where it has presence and sends
+    /// `presence_update` there. A no-op when presence is off; `RuntimeError` when the data is
+    /// over `presence_max_data_size` or the connection has no presence.
+    fn update_presence(&self, conn_id: &str, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        if !self.config.presence_enabled {
+            return Ok(());
+        }
+        let data = to_json(data)?;
+        let refused = || {
+            PyRuntimeError::new_err(
+                "Failed to update presence data (size limit or unknown connection)",
+            )
+        };
+        let (Some(r), Some(id)) = (read(&self.running), parse_conn_id(conn_id)) else {
+            return Err(refused());
+        };
+        r.handle.update_presence(id, data).map_err(|_| refused())
     }
 
     // ---- health ---------------------------------------------------------------------------
@@ -604,6 +702,27 @@ fn is_sendable_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
+fn subscribe_error(conn_id: &str, e: &SubscribeError) -> PyErr {
+    match e {
+        SubscribeError::LimitReached { limit } => PyRuntimeError::new_err(format!(
+            "Connection {conn_id} reached max subscriptions ({limit})"
+        )),
+    }
+}
+
+fn presence_payload<'py>(
+    py: Python<'py>,
+    topic: &str,
+    user_id: &str,
+    data: &serde_json::Value,
+) -> PyResult<Bound<'py, PyAny>> {
+    let dict = PyDict::new(py);
+    dict.set_item("topic", topic)?;
+    dict.set_item("user_id", user_id)?;
+    dict.set_item("data", to_py(py, data)?)?;
+    Ok(dict.into_any())
+}
+
 fn event_tuple<'py>(py: Python<'py>, event: &ServerEvent) -> PyResult<Bound<'py, PyTuple>> {
     let none = || py.None().into_bound(py);
     let (kind, id, value): (&str, Option<String>, Bound<'py, PyAny>) = match event {
@@ -627,6 +746,24 @@ fn event_tuple<'py>(py: Python<'py>, event: &ServerEvent) -> PyResult<Bound<'py,
             "bin",
             Some(id.to_string()),
             PyBytes::new(py, data).into_any(),
+        ),
+        ServerEvent::PresenceJoin {
+            topic,
+            user_id,
+            data,
+        } => (
+            "presence_join",
+            None,
+            presence_payload(py, topic, user_id, data)?,
+        ),
+        ServerEvent::PresenceLeave {
+            topic,
+            user_id,
+            data,
+        } => (
+            "presence_leave",
+            None,
+            presence_payload(py, topic, user_id, data)?,
         ),
         ServerEvent::Disconnect(id) => ("disconnect", Some(id.to_string()), none()),
     };
@@ -664,6 +801,9 @@ fn dispatch(callbacks: &SharedCallbacks, event: &ServerEvent) {
                 .call1(py, (id.to_string(), PyBytes::new(py, data)))
                 .map(drop),
             ServerEvent::Disconnect(id) => cb.on_disconnect.call1(py, (id.to_string(),)).map(drop),
+            // Callback mode has no presence callbacks (as the original); presence still works
+            // over the wire and through `presence()`.
+            ServerEvent::PresenceJoin { .. } | ServerEvent::PresenceLeave { .. } => Ok(()),
         };
         if let Err(err) = result {
             err.display(py);

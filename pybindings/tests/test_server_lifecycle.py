@@ -79,8 +79,6 @@ def test_every_original_parameter_may_be_passed_positionally():
         ({"max_connections": -1}, OverflowError, ""),
         ({"port_override": 70000}, OverflowError, ""),
         ({"jwt_secret": "a str, not bytes, of more than 32 chars"}, TypeError, ""),
-        ({"recovery_enabled": True}, NotImplementedError, "recovery"),
-        ({"presence_enabled": True}, NotImplementedError, "presence"),
     ],
 )
 def test_constructor_rejects_bad_configuration(kwargs, exc, words):

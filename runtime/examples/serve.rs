@@ -93,7 +93,7 @@ fn handle(server: &ServerHandle, ev: ServerEvent) {
                 (topics, Vec::new())
             } else {
                 let added = server
-                    .subscribe_connection(id, &topics, None)
+                    .subscribe_connection(id, &topics, None, None)
                     .unwrap_or_default();
                 topics.into_iter().partition(|t| added.contains(t))
             };
@@ -107,6 +107,8 @@ fn handle(server: &ServerHandle, ev: ServerEvent) {
         }
         ServerEvent::Raw(id, text) => server.send(id, &text),
         ServerEvent::Bin(id, data) => server.send_bytes(id, &data),
-        ServerEvent::Connect(..) => {}
+        ServerEvent::Connect(..)
+        | ServerEvent::PresenceJoin { .. }
+        | ServerEvent::PresenceLeave { .. } => {}
     }
 }

@@ -27,8 +27,10 @@ use tokio_util::task::TaskTracker;
 use wse_core::auth::TopicAcl;
 use wse_core::config::{ConfigError, ServerConfig};
 use wse_core::conn::{ConnSettings, Connection, Event, Output, SendEventOutcome, close_code};
+use wse_core::presence::{NodeId, PresenceLimits};
 use wse_core::protocol::{self, Frame};
 use wse_core::pubsub::SubscribeError;
+use wse_core::recovery::{RecoveryConfig, RecoveryStore};
 use wse_core::{ConnId, Instant, WallClock};
 
 use crate::net::{Listener, TcpListener};
@@ -36,6 +38,12 @@ use crate::stats::{self, Counters, Stats, TopicCounts};
 use crate::topics::Topics;
 use crate::upgrade::{self, UpgradeRequest};
 use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
+
+mod presence;
+mod recovery;
+
+pub use presence::PresenceUpdateError;
+pub use recovery::{RecoveryError, RecoveryOutcome, TopicRecovery};
 
 /// Frames written per writer wake-up.
 pub const WRITE_BATCH: usize = 256;
@@ -53,7 +61,7 @@ pub const RETRY_AFTER_SECS: u32 = 5;
 const READ_CHUNK: usize = 4096;
 
 /// An application event, in order per connection: `Connect`/`AuthConnect`, then
-/// `Msg`/`Raw`/`Bin`, then `Disconnect`.
+/// `Msg`/`Raw`/`Bin`, then the `PresenceLeave`s its end caused, then `Disconnect`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ServerEvent {
     /// Accepted without authentication; the raw `Cookie` header.
@@ -66,6 +74,24 @@ pub enum ServerEvent {
     Raw(ConnId, String),
     /// Binary the server does not interpret.
     Bin(ConnId, Bytes),
+    /// A user's first connection in a topic tracked presence (presence enabled).
+    PresenceJoin {
+        /// The topic.
+        topic: String,
+        /// The user (JWT `sub`).
+        user_id: String,
+        /// The user's presence data.
+        data: Value,
+    },
+    /// A user's last connection in a topic left it (unsubscribe, disconnect, idle close).
+    PresenceLeave {
+        /// The topic.
+        topic: String,
+        /// The user.
+        user_id: String,
+        /// The last presence data shown.
+        data: Value,
+    },
     /// The connection is gone.
     Disconnect(ConnId),
 }
@@ -120,6 +146,10 @@ struct Shared {
     stopped: AtomicBool,
     recovery_enabled: bool,
     presence_enabled: bool,
+    /// Recovery rings (`None` when recovery is off); see `recovery.rs` for the lock's role.
+    recovery: Option<Mutex<RecoveryStore>>,
+    /// Presence table (`None` when presence is off).
+    presence: Option<Mutex<presence::Presence>>,
     tasks: TaskTracker,
     /// Cancelled when a shutdown's grace is over: every remaining socket is dropped.
     cancel: CancellationToken,
@@ -187,10 +217,29 @@ impl ServerHandle {
             stopped: AtomicBool::new(false),
             recovery_enabled: config.recovery_enabled,
             presence_enabled: config.presence_enabled,
+            recovery: config.recovery_enabled.then(|| {
+                Mutex::new(RecoveryStore::new(RecoveryConfig::from_server_config(
+                    config,
+                )))
+            }),
+            presence: config.presence_enabled.then(|| {
+                let node = NodeId(OsRng.next_u64());
+                let limits = PresenceLimits {
+                    max_data_size: config.presence_max_data_size,
+                    max_members: config.presence_max_members,
+                };
+                Mutex::new(presence::Presence::new(node, limits))
+            }),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        if shared.recovery.is_some() {
+            tokio::spawn(recovery::expire_rings(Arc::downgrade(&shared)));
+        }
+        if shared.presence.is_some() {
+            tokio::spawn(presence::collect_tombstones(Arc::downgrade(&shared)));
+        }
         ServerHandle {
             shared,
             accept_task,
@@ -286,11 +335,13 @@ impl ServerHandle {
     /// connection's ACL refuses are dropped silently, as are topics with control characters;
     /// unknown ids are ignored. At the `max_subscriptions_per_connection` limit:
     /// [`SubscribeError::LimitReached`]; otherwise the list is cut to the remaining budget.
-    /// Returns the topics actually added.
+    /// With `presence_data` (and presence enabled, and an authenticated connection) the user is
+    /// tracked as present in every topic added. Returns the topics actually added.
     pub fn subscribe_connection(
         &self,
         conn: ConnId,
         topics: &[String],
+        presence_data: Option<&Value>,
         queue_group: Option<&str>,
     ) -> Result<Vec<String>, SubscribeError> {
         let Some(acl) = self.with_peer(conn, |_, _, m| m.is_open().then(|| m.topic_acl().cloned()))
@@ -314,12 +365,17 @@ impl ServerHandle {
             self.shared.registry.remove_connection(conn);
             return Ok(Vec::new());
         }
+        if let Some(data) = presence_data {
+            self.shared.track_presence(conn, &added, data);
+        }
         Ok(added)
     }
 
-    /// Unsubscribes from `topics`, or from everything (queue groups included) with `None`.
+    /// Unsubscribes from `topics`, or from everything (queue groups included) with `None`;
+    /// presence in those topics ends too.
     pub fn unsubscribe_connection(&self, conn: ConnId, topics: Option<&[String]>) {
         self.shared.registry.unsubscribe(conn, topics);
+        self.shared.untrack_presence(conn, topics);
     }
 
     /// Fan-out subscribers of exactly this topic key (queue members excluded).
@@ -341,44 +397,11 @@ impl ServerHandle {
     /// to every exact subscriber, every glob subscriber whose pattern matches **and whose ACL
     /// allows this topic** (CONTRACT D9), and one eligible member of each queue group.
     pub fn broadcast_local(&self, topic: &str, text: &str) {
-        let wire = wsframe::encode_core(&Frame::text(protocol::inject_category(text).into_owned()));
         let shared = &self.shared;
         shared
             .topic_counts
             .record(topic, |t| shared.registry.subscriber_count(t) > 0);
-        let peer_of = |c: ConnId| lock(&shared.conns).get(&c).cloned();
-        let targets = shared.registry.publish_targets(
-            topic,
-            |c| {
-                peer_of(c).is_some_and(|p| {
-                    let open = lock(&p.machine).is_open();
-                    let budget = shared.max_outbound_queue_bytes;
-                    open && (budget == 0 || p.pending_bytes.load(Ordering::Acquire) < budget)
-                })
-            },
-            |c, t| {
-                peer_of(c).is_some_and(|p| {
-                    lock(&p.machine)
-                        .topic_acl()
-                        .is_none_or(|acl| acl.allows_topic(t))
-                })
-            },
-        );
-        if targets.queue_misses > 0 {
-            shared
-                .counters
-                .slow_consumer_drops
-                .fetch_add(targets.queue_misses as u64, Ordering::Relaxed);
-        }
-        for c in targets.fanout.into_iter().chain(targets.queue) {
-            if let Some(peer) = peer_of(c) {
-                let mut m = lock(&peer.machine);
-                if m.is_open() {
-                    shared.enqueue(&peer, &mut m, wire.clone());
-                    shared.route(&peer, &mut m);
-                }
-            }
-        }
+        shared.publish(topic, &protocol::inject_category(text));
     }
 
     /// Drain for a rolling restart: refuse new sockets from now on, close every connection
@@ -602,6 +625,44 @@ impl Shared {
         }
     }
 
+    /// Sends one pre-framed message to a topic: every exact subscriber, every glob subscriber
+    /// whose pattern matches and whose ACL allows this topic (CONTRACT D9), and one eligible
+    /// member of each queue group.
+    fn deliver(&self, topic: &str, wire: &Bytes) {
+        let peer_of = |c: ConnId| lock(&self.conns).get(&c).cloned();
+        let targets = self.registry.publish_targets(
+            topic,
+            |c| {
+                peer_of(c).is_some_and(|p| {
+                    let open = lock(&p.machine).is_open();
+                    let budget = self.max_outbound_queue_bytes;
+                    open && (budget == 0 || p.pending_bytes.load(Ordering::Acquire) < budget)
+                })
+            },
+            |c, t| {
+                peer_of(c).is_some_and(|p| {
+                    lock(&p.machine)
+                        .topic_acl()
+                        .is_none_or(|acl| acl.allows_topic(t))
+                })
+            },
+        );
+        if targets.queue_misses > 0 {
+            self.counters
+                .slow_consumer_drops
+                .fetch_add(targets.queue_misses as u64, Ordering::Relaxed);
+        }
+        for c in targets.fanout.into_iter().chain(targets.queue) {
+            if let Some(peer) = peer_of(c) {
+                let mut m = lock(&peer.machine);
+                if m.is_open() {
+                    self.enqueue(&peer, &mut m, wire.clone());
+                    self.route(&peer, &mut m);
+                }
+            }
+        }
+    }
+
     fn begin_drain(&self, code: u16, reason: &str) {
         self.draining.store(true, Ordering::SeqCst);
         self.close_all(code, reason);
@@ -624,6 +685,8 @@ impl Shared {
     }
 
     fn stats(&self, connections: usize) -> Stats<'_> {
+        let (recovery_topics, recovery_bytes) = self.recovery_figures();
+        let (presence_topics, presence_users) = self.presence_figures().unwrap_or_default();
         Stats {
             counters: &self.counters,
             connections,
@@ -633,6 +696,10 @@ impl Shared {
             recovery_enabled: self.recovery_enabled,
             presence_enabled: self.presence_enabled,
             top_topics: self.topic_counts.top(stats::TOP_TOPICS_SHOWN),
+            recovery_topics,
+            recovery_bytes,
+            presence_topics,
+            presence_users,
         }
     }
 
@@ -818,6 +885,9 @@ async fn serve<S>(
     }
     let id = lock(&peer.machine).id();
     let was_registered = lock(&shared.conns).remove(&id).is_some();
+    // After the removal: a concurrent `track_presence` either ran before (and is undone here)
+    // or sees the connection gone (presence.rs).
+    shared.untrack_presence(id, None);
     shared.registry.remove_connection(id);
     if peer.terminated.load(Ordering::SeqCst) {
         writer.abort();

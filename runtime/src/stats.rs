@@ -95,6 +95,12 @@ pub(crate) struct Stats<'a> {
     pub(crate) presence_enabled: bool,
     /// Busiest topics and their publication counts.
     pub(crate) top_topics: Vec<(String, u64)>,
+    /// Recovery rings and the bytes their budget counts (zeros when recovery is off).
+    pub(crate) recovery_topics: usize,
+    pub(crate) recovery_bytes: usize,
+    /// Topics with visible users and visible users summed over topics.
+    pub(crate) presence_topics: usize,
+    pub(crate) presence_users: usize,
 }
 
 /// `health_snapshot()` of a server that is not running: every key, zero values, uptime 0.0.
@@ -120,6 +126,10 @@ fn stopped(counters: &Counters, recovery_enabled: bool, presence_enabled: bool) 
         recovery_enabled,
         presence_enabled,
         top_topics: Vec::new(),
+        recovery_topics: 0,
+        recovery_bytes: 0,
+        presence_topics: 0,
+        presence_users: 0,
     }
 }
 
@@ -146,17 +156,17 @@ impl Stats<'_> {
             "cluster_reconnect_count",
             "cluster_unknown_message_types",
             "cluster_dlq_size",
-            "recovery_topic_count",
-            "recovery_total_bytes",
         ] {
             h.insert(key, Value::from(0u64));
         }
+        h.insert("recovery_topic_count", Value::from(self.recovery_topics));
+        h.insert("recovery_total_bytes", Value::from(self.recovery_bytes));
         h.insert("uptime_secs", Value::from(self.uptime_secs));
         h.insert("recovery_enabled", Value::from(self.recovery_enabled));
         h.insert("presence_enabled", Value::from(self.presence_enabled));
         if self.presence_enabled {
-            h.insert("presence_topics", Value::from(0u64));
-            h.insert("presence_total_users", Value::from(0u64));
+            h.insert("presence_topics", Value::from(self.presence_topics));
+            h.insert("presence_total_users", Value::from(self.presence_users));
         }
         h
     }
@@ -269,6 +279,34 @@ impl Stats<'_> {
                 "counter",
                 "Cluster traffic (no cluster yet)",
                 "0".into(),
+            );
+        }
+        if self.recovery_enabled {
+            metric(
+                "wse_recovery_topics",
+                "gauge",
+                "Topics with a recovery ring",
+                self.recovery_topics.to_string(),
+            );
+            metric(
+                "wse_recovery_bytes",
+                "gauge",
+                "Bytes held by recovery rings (payload and slots)",
+                self.recovery_bytes.to_string(),
+            );
+        }
+        if self.presence_enabled {
+            metric(
+                "wse_presence_topics",
+                "gauge",
+                "Topics with present users",
+                self.presence_topics.to_string(),
+            );
+            metric(
+                "wse_presence_users",
+                "gauge",
+                "Present users summed over topics",
+                self.presence_users.to_string(),
             );
         }
         if !self.top_topics.is_empty() {

@@ -317,16 +317,16 @@ async fn topic_publications_reach_exact_and_glob_subscribers_once() {
     let (mut both, b) = plain_client(&server).await;
     let (mut other, o) = plain_client(&server).await;
     server
-        .subscribe_connection(e, &["chat:lobby".into()], None)
+        .subscribe_connection(e, &["chat:lobby".into()], None, None)
         .unwrap();
     server
-        .subscribe_connection(g, &["chat:*".into()], None)
+        .subscribe_connection(g, &["chat:*".into()], None, None)
         .unwrap();
     server
-        .subscribe_connection(b, &["chat:lobby".into(), "chat:*".into()], None)
+        .subscribe_connection(b, &["chat:lobby".into(), "chat:*".into()], None, None)
         .unwrap();
     server
-        .subscribe_connection(o, &["news".into()], None)
+        .subscribe_connection(o, &["news".into()], None, None)
         .unwrap();
     assert_eq!(server.topic_subscriber_count("chat:lobby"), 2);
 
@@ -353,7 +353,7 @@ async fn a_deny_rule_holds_against_a_glob_subscription_at_delivery() {
     let (mut ws, id) = plain_client(&server).await;
     server.set_topic_acl(id, vec!["data:*".into()], vec!["data:internal:*".into()]);
     let added = server
-        .subscribe_connection(id, &["data:*".into(), "secrets".into()], None)
+        .subscribe_connection(id, &["data:*".into(), "secrets".into()], None, None)
         .unwrap();
     assert_eq!(
         added,
@@ -380,7 +380,7 @@ async fn queue_groups_deliver_each_publication_to_one_member_in_turn() {
     let (mut w2, b) = plain_client(&server).await;
     for id in [a, b] {
         server
-            .subscribe_connection(id, &["jobs".into()], Some("workers"))
+            .subscribe_connection(id, &["jobs".into()], None, Some("workers"))
             .unwrap();
     }
     assert_eq!(server.queue_group_info("jobs").get("workers"), Some(&2));
@@ -418,12 +418,12 @@ async fn the_subscription_limit_is_enforced() {
         .unwrap();
     let (_ws, id) = plain_client(&server).await;
     let added = server
-        .subscribe_connection(id, &["a".into(), "b".into(), "c".into()], None)
+        .subscribe_connection(id, &["a".into(), "b".into(), "c".into()], None, None)
         .unwrap();
     assert_eq!(added.len(), 2);
     assert!(
         server
-            .subscribe_connection(id, &["d".into()], None)
+            .subscribe_connection(id, &["d".into()], None, None)
             .is_err()
     );
     server.stop().await;

@@ -2,7 +2,7 @@
 //!
 //! zlib comes from `wse_core::protocol::zlib`; decompression is capped at
 //! [`MAX_DECOMPRESSED_BYTES`] (10 MiB), so a decompression bomb is a `RuntimeError` after at most
-//! that much output, never an out-of-memory. Value conversions are in [`super::values`]. State
+//! that much output, never an out-of-memory. Value conversions are in `values`. State
 //! is eight counters.
 
 use std::sync::Mutex;

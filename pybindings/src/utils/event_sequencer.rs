@@ -4,7 +4,7 @@
 //! (at most `max_out_of_order` ahead), releasing them once the gap closes.
 //!
 //! Bounds:
-//! - the duplicate window holds `max(window_size, 1)` ids ([`DedupWindow`]);
+//! - the duplicate window holds `max(window_size, 1)` ids (`DedupWindow`);
 //! - a topic buffer holds at most `max_out_of_order` events: only sequence numbers in
 //!   `expected+1 ..= expected+max_out_of_order` are buffered, one event per number;
 //! - at most [`MAX_TRACKED_TOPICS`] topics are tracked. The original tracks every topic it

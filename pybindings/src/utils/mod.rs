@@ -4,7 +4,7 @@
 //!
 //! Every class is `frozen` with its state behind one `std::sync::Mutex`, so an instance may be
 //! shared between Python threads. Two rules keep that deadlock-free:
-//! - the mutex is taken with [`lock`], which lets go of the interpreter while it waits;
+//! - the mutex is taken with `lock`, which lets go of the interpreter while it waits;
 //! - no Python code runs while the mutex is held: results are copied out first and turned into
 //!   Python objects afterwards, and Python objects a call removes are dropped (which may run a
 //!   `__del__`) only after the guard is gone.

@@ -1,0 +1,240 @@
+//! Message recovery on one node (UPSTREAM §8, with §13.3 #7–#9 fixed): publications to a topic
+//! are stamped and stored by `wse-core`'s [`RecoveryStore`]; `subscribe_with_recovery` replays
+//! what a reconnecting client missed.
+//!
+//! Ordering: the store's lock is held from stamping a publication until it is queued to every
+//! subscriber, and from subscribing a connection until its replay is queued. So for one
+//! connection a replay never interleaves with live traffic of the same topic: every publication
+//! is either in the replay (stored before) or queued after it (published after).
+//!
+//! Budget: a replay that does not fit the connection's remaining outbound budget is not started
+//! and the topic is reported `recovered: false` — the client then resynchronises from the
+//! reported position — instead of closing the connection or leaving a silent gap.
+//!
+//! Lock order: the store, then the entropy source, then topic shards, then `conns`, then a
+//! machine (the same order `broadcast_local` takes).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use wse_core::ConnId;
+use wse_core::glob::is_glob;
+use wse_core::protocol::Frame;
+use wse_core::pubsub::SubscribeError;
+use wse_core::recovery::{Epoch, EpochParseError, Recovery, RecoveryStore};
+
+use super::{ServerHandle, Shared, lock};
+use crate::wsframe;
+
+/// How often idle rings are checked for expiry (their TTL is counted in seconds).
+const EXPIRY_TICK: Duration = Duration::from_secs(1);
+
+/// The recovery answer for one topic: the per-topic dict of UPSTREAM §8.4.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicRecovery {
+    /// The topic ring's epoch, `None` when there is no ring (or the topic was refused).
+    pub epoch: Option<Epoch>,
+    /// The newest stored offset (0 without a ring).
+    pub offset: u64,
+    /// Whether the topic has a ring at all.
+    pub recoverable: bool,
+    /// Whether the missed messages were replayed (all of them).
+    pub recovered: bool,
+    /// How many messages were replayed.
+    pub count: usize,
+}
+
+impl TopicRecovery {
+    /// No ring (or not probed): `epoch: None, offset: 0`, nothing recoverable.
+    pub const NOTHING: TopicRecovery = TopicRecovery {
+        epoch: None,
+        offset: 0,
+        recoverable: false,
+        recovered: false,
+        count: 0,
+    };
+
+    fn position(epoch: Epoch, last_offset: u64) -> TopicRecovery {
+        TopicRecovery {
+            epoch: Some(epoch),
+            offset: last_offset,
+            recoverable: true,
+            recovered: false,
+            count: 0,
+        }
+    }
+}
+
+/// The result of [`ServerHandle::subscribe_with_recovery`] (UPSTREAM §8.4).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryOutcome {
+    /// True only when recovery was asked for, topics were given, and every topic recovered.
+    pub recovered: bool,
+    /// Per requested topic.
+    pub topics: BTreeMap<String, TopicRecovery>,
+}
+
+/// Why [`ServerHandle::subscribe_with_recovery`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    /// `epoch` is not 1–8 hex digits.
+    #[error(transparent)]
+    InvalidEpoch(#[from] EpochParseError),
+    /// The subscription limit was reached.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+}
+
+impl ServerHandle {
+    /// Subscribes `conn` to `topics` and, when `recover` is set and both `epoch` and `offset`
+    /// (the client's last position) are given, replays what it missed in every topic, using that
+    /// one position for each topic as the original does (call once per topic for per-topic
+    /// positions). Topics the connection's ACL refuses are reported as having nothing and are
+    /// never probed (fail closed). See [`TopicRecovery`] for the per-topic answer.
+    pub fn subscribe_with_recovery(
+        &self,
+        conn: ConnId,
+        topics: &[String],
+        recover: bool,
+        epoch: Option<&str>,
+        offset: Option<u64>,
+    ) -> Result<RecoveryOutcome, RecoveryError> {
+        let position = match (recover, epoch, offset) {
+            (true, Some(e), Some(o)) => Some((e.parse::<Epoch>()?, o)),
+            _ => None,
+        };
+        let shared = &self.shared;
+        let Some(store) = &shared.recovery else {
+            self.subscribe_connection(conn, topics, None, None)?;
+            let topics = topics
+                .iter()
+                .map(|t| (t.clone(), TopicRecovery::NOTHING))
+                .collect();
+            return Ok(RecoveryOutcome {
+                recovered: false,
+                topics,
+            });
+        };
+        // Held until the replay is queued: see the module doc.
+        let store = lock(store);
+        self.subscribe_connection(conn, topics, None, None)?;
+        let peer = lock(&shared.conns).get(&conn).cloned();
+        let acl = peer.as_ref().map(|p| lock(&p.machine).topic_acl().cloned());
+        let mut outcome = RecoveryOutcome::default();
+        let mut all_recovered = !topics.is_empty();
+        for topic in topics {
+            let permitted = acl.as_ref().is_none_or(|acl| {
+                acl.as_ref().is_none_or(|a| {
+                    a.allows_subscription(topic) && (is_glob(topic) || a.allows_topic(topic))
+                })
+            });
+            let answer = if !permitted {
+                TopicRecovery::NOTHING
+            } else if let (Some((epoch, after)), Some(peer)) = (position, &peer) {
+                self.replay(&store, peer, topic, epoch, after)
+            } else {
+                store
+                    .position(topic)
+                    .map_or(TopicRecovery::NOTHING, |(e, o)| {
+                        TopicRecovery::position(e, o)
+                    })
+            };
+            all_recovered &= answer.recovered;
+            outcome.topics.insert(topic.clone(), answer);
+        }
+        outcome.recovered = position.is_some() && all_recovered;
+        Ok(outcome)
+    }
+
+    fn replay(
+        &self,
+        store: &RecoveryStore,
+        peer: &super::Peer,
+        topic: &str,
+        epoch: Epoch,
+        after_offset: u64,
+    ) -> TopicRecovery {
+        let shared = &self.shared;
+        match store.since(topic, epoch, after_offset) {
+            Recovery::NoHistory => TopicRecovery::NOTHING,
+            Recovery::NotRecovered { epoch, last_offset } => {
+                TopicRecovery::position(epoch, last_offset)
+            }
+            Recovery::Recovered {
+                epoch,
+                last_offset,
+                messages,
+            } => {
+                let bytes: usize = messages.iter().map(Bytes::len).sum();
+                let budget = shared.max_outbound_queue_bytes;
+                let pending = peer.pending_bytes.load(Ordering::Acquire);
+                let mut m = lock(&peer.machine);
+                if !m.is_open() || (budget != 0 && pending.saturating_add(bytes) > budget) {
+                    return TopicRecovery::position(epoch, last_offset);
+                }
+                let count = messages.len();
+                for wire in messages {
+                    shared.enqueue(peer, &mut m, wire);
+                }
+                shared.route(peer, &mut m);
+                TopicRecovery {
+                    epoch: Some(epoch),
+                    offset: last_offset,
+                    recoverable: true,
+                    recovered: true,
+                    count,
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Publishes an injected text to `topic`: stamped and stored when recovery is on, then sent
+    /// to the topic's subscribers, under the store's lock (module doc).
+    pub(super) fn publish(&self, topic: &str, injected: &str) {
+        let Some(store) = &self.recovery else {
+            let wire = wsframe::encode_core(&Frame::text(injected.to_owned()));
+            self.deliver(topic, &wire);
+            return;
+        };
+        let mut store = lock(store);
+        let (now, _) = self.now();
+        let published = {
+            let mut rng = lock(&self.rng);
+            store.publish(topic, injected, now, &mut *rng, |stamped| {
+                wsframe::encode_core(&Frame::text(stamped.to_owned()))
+            })
+        };
+        self.deliver(topic, &published.bytes);
+    }
+
+    /// `(recovery_topic_count, recovery_total_bytes)`, zeros when recovery is off.
+    pub(super) fn recovery_figures(&self) -> (usize, usize) {
+        self.recovery.as_ref().map_or((0, 0), |store| {
+            let store = lock(store);
+            (store.topic_count(), store.total_bytes())
+        })
+    }
+}
+
+/// Drops idle rings once their TTL passed; ends when the server is gone or stopped.
+pub(super) async fn expire_rings(shared: Weak<Shared>) {
+    loop {
+        tokio::time::sleep(EXPIRY_TICK).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(store) = &shared.recovery {
+            let (now, _) = shared.now();
+            let _ = lock(store).evict_expired(now);
+        }
+        drop::<Arc<Shared>>(shared);
+    }
+}
