@@ -169,3 +169,49 @@ def test_the_readme_quick_start_runs_and_the_published_client_connects(script):
     run(go())
     app.expect(r"^Message from \S+: .*hello quick start")
     app.expect(r"^Disconnected: ")
+
+
+def test_standalone_recovery_replays_headlines_missed_across_a_reconnect(script):
+    port = free_port()
+    app = script(str(EXAMPLES / "standalone_recovery.py"), "--port", str(port), "--interval", "0.1")
+    tok = app.expect(r"^token: (\S+)$").group(1)
+
+    async def go():
+        client = await client_for(port, tok)
+        await client.subscribe(["news"])
+        first = (await recv_type(client, "headline")).payload["n"]
+        await client.send("reconnect_me", {})
+        seen = [first]
+        while len(seen) < 40:  # about 4 s of headlines, across the drop and the recovery
+            seen.append((await recv_type(client, "headline")).payload["n"])
+        assert seen == list(range(first, first + 40)), "a headline was lost or repeated"
+        await client.disconnect()
+
+    run(go(), timeout=60)
+    app.expect(r"^recovery for news: recovered=True count=\d+$")
+
+
+def test_standalone_presence_announces_joins_updates_and_who(script):
+    port = free_port()
+    app = script(str(EXAMPLES / "standalone_presence.py"), "--port", str(port))
+    alice_tok = app.expect(r"^token alice: (\S+)$").group(1)
+    bob_tok = app.expect(r"^token bob: (\S+)$").group(1)
+
+    async def go():
+        alice = await client_for(port, alice_tok)
+        assert (await recv_type(alice, "presence_join")).payload["user_id"] == "alice"
+        bob = await client_for(port, bob_tok)
+        assert (await recv_type(alice, "presence_join")).payload == {"user_id": "bob", "data": {"status": "online"}}
+        await bob.send("status", {"status": "away"})
+        update = await recv_type(alice, "presence_update")
+        assert update.payload == {"user_id": "bob", "data": {"status": "away"}}
+        await alice.send("who", {})
+        who = (await recv_type(alice, "who")).payload
+        assert who["num_users"] == 2 and who["lobby"]["bob"]["data"] == {"status": "away"}
+        await bob.disconnect()
+        assert (await recv_type(alice, "presence_leave")).payload["user_id"] == "bob"
+        await alice.disconnect()
+
+    run(go(), timeout=60)
+    app.expect(r"^left lobby: bob$")
+    assert app.interrupt() == 0

@@ -56,8 +56,12 @@ class RustWSEServer:
         ``jwt_secret`` None disables authentication (``connect`` events, no ``server_ready``);
         otherwise it is the HS256 secret (at least 32 bytes) or the RS256/ES256 PEM public key.
         ``ping_interval`` must be greater than 0 and less than ``idle_timeout``.
-        ``recovery_enabled=True`` and ``presence_enabled=True`` raise ``NotImplementedError``:
-        those features are not in this build yet.
+        ``recovery_*`` configure per-topic message recovery (ring of ``recovery_buffer_size``
+        rounded up to a power of two, at least 16; rings idle for ``recovery_ttl`` seconds are
+        dropped; at most ``recovery_max_messages`` replayed; ``recovery_memory_budget`` bytes in
+        all, slot memory included). ``presence_*`` configure presence (data up to
+        ``presence_max_data_size`` bytes of JSON, ``presence_max_members`` users per topic, 0 =
+        unlimited).
 
         Keyword-only additions: ``allowed_origins`` (Origin allow-list, exact or ``*`` globs;
         default: the comma-separated ``ALLOWED_ORIGINS`` environment variable; unset = no
@@ -105,7 +109,8 @@ class RustWSEServer:
         """Waits up to ``timeout_ms`` (GIL released) for the first event, then takes up to
         ``max_count`` without waiting. Tuples: ``("connect", id, cookies)``,
         ``("auth_connect", id, user_id)``, ``("msg", id, dict)``, ``("raw", id, str)``,
-        ``("bin", id, bytes)``, ``("disconnect", id, None)``. ``[]`` on timeout."""
+        ``("bin", id, bytes)``, ``("presence_join", None, {"topic", "user_id", "data"})``,
+        ``("presence_leave", None, {...})``, ``("disconnect", id, None)``. ``[]`` on timeout."""
     def inbound_dropped_count(self) -> int:
         """Events dropped because the inbound queue was full."""
     def inbound_queue_depth(self) -> int:
@@ -158,14 +163,39 @@ class RustWSEServer:
     ) -> None:
         """Subscribes to topics (``*``/``?`` make glob subscriptions) or, with ``queue_group``,
         joins round-robin groups instead. Refused topics are dropped silently; at
-        ``max_subscriptions_per_connection`` a ``RuntimeError``. ``presence_data`` is accepted
-        for compatibility and unused (presence is not in this build)."""
+        ``max_subscriptions_per_connection`` a ``RuntimeError``. With ``presence_data`` (presence
+        enabled, JWT-authenticated connection) the user is tracked as present in each topic
+        added; a user's first connection makes a ``presence_join``."""
+    def subscribe_with_recovery(
+        self,
+        conn_id: str,
+        topics: list[str],
+        recover: bool = False,
+        epoch: str | None = None,
+        offset: int | None = None,
+    ) -> dict[str, Any]:
+        """Subscribes and, with ``recover=True`` and the client's last ``epoch`` (8 hex digits)
+        and ``offset``, replays what the connection missed (one position for all topics: call
+        once per topic for per-topic positions). Returns ``{"recovered": bool, "topics":
+        {topic: {"epoch": str | None, "offset": int, "recoverable": bool, "recovered": bool,
+        "count": int}}}``. Topics the ACL refuses report nothing. ``RuntimeError`` for a bad
+        epoch, at the subscription limit, or for ``recover=True`` when not running."""
     def unsubscribe_connection(self, conn_id: str, topics: list[str] | None = None) -> None:
         """Unsubscribes from ``topics``, or from everything (queue groups included) with None."""
     def get_topic_subscriber_count(self, topic: str) -> int:
         """Fan-out subscribers of exactly this topic key (queue members not counted)."""
     def get_queue_group_info(self, topic: str) -> dict[str, int]:
         """``{group: member_count}`` of the topic's queue groups."""
+
+    # presence
+    def presence(self, topic: str) -> dict[str, dict[str, Any]]:
+        """Users present in ``topic``: ``{user_id: {"data": ..., "connections": int}}``."""
+    def presence_stats(self, topic: str) -> dict[str, int]:
+        """``{"num_users": int, "num_connections": int}`` of ``topic``."""
+    def update_presence(self, conn_id: str, data: dict[str, Any]) -> None:
+        """Replaces the connection's presence data in its topics and sends ``presence_update``;
+        ``RuntimeError`` when too large or the connection has no presence (no-op when presence
+        is off)."""
 
     # health
     def health_snapshot(self) -> dict[str, Any]:
