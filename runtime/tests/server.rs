@@ -587,3 +587,140 @@ async fn start_drain_returns_at_once_and_has_closed_every_client_with_its_code()
     server.stop().await;
     assert!(server.is_stopped());
 }
+
+async fn authed_client(server: &ServerHandle, user: &str) -> (Ws, wse_core::ConnId) {
+    let mut ws = connect(server, Some(&token(user))).await;
+    assert_eq!(next_json(&mut ws).await["t"], "server_ready");
+    match event(server).await {
+        ServerEvent::AuthConnect(id, sub, _) if sub == user => (ws, id),
+        other => panic!("expected {user}'s auth_connect, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_new_connection_recovers_exactly_the_missed_stamped_messages_after_its_position() {
+    let server = ServerHandle::start(&config(|c| c.recovery_enabled = true))
+        .await
+        .unwrap();
+    let (mut first, a) = plain_client(&server).await;
+    server
+        .subscribe_connection(a, &["room".into()], None, None)
+        .unwrap();
+    for n in 0..3 {
+        server.broadcast_local("room", &json!({"t": "m", "p": {"n": n}}).to_string());
+    }
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(next(&mut first).await);
+    }
+    let stamp: Value = serde_json::from_str(live[0].to_text().unwrap()).unwrap();
+    let epoch = stamp["e"].as_str().unwrap().to_owned();
+    assert_eq!(
+        (stamp["tp"].clone(), stamp["o"].clone()),
+        (json!("room"), json!(0))
+    );
+    drop(first);
+    let _ = event(&server).await; // disconnect
+    // A new connection that had offset 0 gets offsets 1 and 2, byte-identical, then live ones.
+    let (mut second, b) = plain_client(&server).await;
+    let outcome = server
+        .subscribe_with_recovery(b, &["room".into()], true, Some(&epoch), Some(0))
+        .unwrap();
+    assert!(outcome.recovered);
+    assert_eq!(outcome.topics["room"].count, 2);
+    assert_eq!(outcome.topics["room"].offset, 2);
+    server.broadcast_local("room", r#"{"t":"m","p":{"n":3}}"#);
+    assert_eq!(next(&mut second).await, live[1]);
+    assert_eq!(next(&mut second).await, live[2]);
+    assert_eq!(next_json(&mut second).await["o"], 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_replay_that_does_not_fit_the_outbound_budget_is_reported_not_recovered() {
+    let server = ServerHandle::start(&config(|c| {
+        c.recovery_enabled = true;
+        c.max_outbound_queue_bytes = 4096;
+    }))
+    .await
+    .unwrap();
+    let pad = "x".repeat(1000);
+    for n in 0..10 {
+        server.broadcast_local(
+            "big",
+            &json!({"t": "m", "p": {"n": n, "pad": pad}}).to_string(),
+        );
+    }
+    let (mut ws, id) = plain_client(&server).await;
+    let (epoch, _) = {
+        let o = server
+            .subscribe_with_recovery(id, &["big".into()], false, None, None)
+            .unwrap();
+        (o.topics["big"].epoch.unwrap(), o.topics["big"].offset)
+    };
+    let outcome = server
+        .subscribe_with_recovery(id, &["big".into()], true, Some(&epoch.to_string()), Some(0))
+        .unwrap();
+    assert!(!outcome.recovered);
+    assert_eq!(outcome.topics["big"].count, 0);
+    assert!(outcome.topics["big"].recoverable);
+    // The connection is still open and gets live traffic.
+    server.send(id, "still here");
+    assert_eq!(next(&mut ws).await, Message::text("still here"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn presence_leaves_are_queued_before_the_disconnect_and_sent_to_the_topic() {
+    let server = ServerHandle::start(&config(|c| {
+        jwt(c);
+        c.presence_enabled = true;
+    }))
+    .await
+    .unwrap();
+    let (mut watcher, w) = authed_client(&server, "watcher").await;
+    server
+        .subscribe_connection(w, &["room".into()], Some(&json!({})), None)
+        .unwrap();
+    assert!(
+        matches!(event(&server).await, ServerEvent::PresenceJoin { user_id, .. } if user_id == "watcher")
+    );
+    let (leaver, l) = authed_client(&server, "leaver").await;
+    server
+        .subscribe_connection(l, &["room".into()], Some(&json!({"s": 1})), None)
+        .unwrap();
+    let mut events = Vec::new();
+    drop(leaver);
+    while !matches!(events.last(), Some(ServerEvent::Disconnect(_))) {
+        events.push(event(&server).await);
+    }
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            ServerEvent::PresenceJoin { user_id, .. } => format!("join {user_id}"),
+            ServerEvent::PresenceLeave { user_id, .. } => format!("leave {user_id}"),
+            ServerEvent::Disconnect(id) if *id == l => "disconnect leaver".into(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["join leaver", "leave leaver", "disconnect leaver"]);
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let m = next_json(&mut watcher).await;
+        seen.push(format!(
+            "{} {}",
+            m["t"].as_str().unwrap(),
+            m["p"]["user_id"].as_str().unwrap()
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            "presence_join watcher",
+            "presence_join leaver",
+            "presence_leave leaver"
+        ]
+    );
+    assert_eq!(server.presence_stats("room").num_users, 1);
+    server.stop().await;
+}
