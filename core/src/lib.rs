@@ -25,6 +25,8 @@
 //! | [`auth`] | token extraction, JWT validation, Origin allow-list, topic ACLs |
 //! | [`conn`] | the per-connection state machine |
 //! | [`pubsub`] | topic registry, glob subscriptions, queue groups, fan-out targets |
+//! | [`recovery`] | per-topic recovery rings: epochs, stamps, `since`, TTL, memory budget |
+//! | [`presence`] | presence as a CRDT (per-origin LWW registers, hybrid logical clock) |
 
 #![forbid(unsafe_code)]
 

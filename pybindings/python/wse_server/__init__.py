@@ -2,9 +2,9 @@
 
 A drop-in replacement for the original ``wse_server`` package: the same ``RustWSEServer``
 class, module functions and helper classes, importable from ``wse_server`` and from
-``wse_server._wse_accel``. Features that have not landed in this engine yet (end-to-end
-encryption helpers, message recovery, presence, cluster) are absent rather than faked; see
-the project's ``docs/pybindings.md``.
+``wse_server._wse_accel``. Features that have not landed in this engine yet (the end-to-end
+encryption helpers, the cluster) are absent rather than faked; see the project's
+``docs/pybindings.md``.
 """
 
 from wse_server._wse_accel import (
