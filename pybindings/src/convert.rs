@@ -18,6 +18,13 @@ use serde_json::{Map, Number, Value};
 /// Deepest nesting converted; deeper input (including a self-referencing list) is an error.
 pub const MAX_DEPTH: usize = 128;
 
+/// The error for a value nested deeper than [`MAX_DEPTH`] (a cycle, say).
+pub fn too_deep() -> PyErr {
+    PyValueError::new_err(format!(
+        "value nested deeper than {MAX_DEPTH} levels (or self-referencing)"
+    ))
+}
+
 /// Converts a Python value to JSON.
 pub fn to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
     to_json_at(obj, 0)
@@ -39,9 +46,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 
 fn to_json_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!(
-            "value nested deeper than {MAX_DEPTH} levels (or self-referencing)"
-        )));
+        return Err(too_deep());
     }
     if obj.is_none() {
         return Ok(Value::Null);

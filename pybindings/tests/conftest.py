@@ -99,3 +99,17 @@ async def accepted(server, query="", **kwargs):
 async def recv_json(ws, timeout=5):
     frame = await asyncio.wait_for(ws.recv(), timeout)
     return json.loads(frame)
+
+
+async def published_client(port, tok, query=""):
+    """The published ``wse-client`` (PyPI, unmodified), connected and fully ready
+    (``server_ready`` received and ``client_hello`` answered)."""
+    from wse_client import AsyncWSEClient
+
+    client = AsyncWSEClient(f"ws://127.0.0.1:{port}/wse{query}", token=tok)
+    await client.connect()
+    for _ in range(200):
+        if client.is_fully_ready:
+            return client
+        await asyncio.sleep(0.05)
+    raise AssertionError("the client never became fully ready")

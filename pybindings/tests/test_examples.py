@@ -13,9 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from wse_client import AsyncWSEClient
 
-from conftest import free_port, run
+from conftest import free_port, published_client, run
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"
@@ -80,16 +79,6 @@ def script():
         s.kill()
 
 
-async def client_for(port, tok):
-    client = AsyncWSEClient(f"ws://127.0.0.1:{port}/wse", token=tok)
-    await client.connect()
-    for _ in range(200):
-        if client.is_fully_ready:
-            return client
-        await asyncio.sleep(0.05)
-    raise AssertionError("the client never became fully ready")
-
-
 async def recv_type(client, wanted, timeout=10.0):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -105,7 +94,7 @@ def test_standalone_basic_echoes_to_the_published_client(script):
     tok = app.expect(r"^token: (\S+)$").group(1)
 
     async def go():
-        client = await client_for(port, tok)
+        client = await published_client(port, tok)
         await client.send("hello", {"x": 1})
         echo = await recv_type(client, "echo")
         assert echo.payload["from"] == "dev-user"
@@ -124,7 +113,7 @@ def test_standalone_broadcast_ticks_and_relays_chat(script):
     tok = app.expect(r"^token: (\S+)$").group(1)
 
     async def go():
-        client = await client_for(port, tok)
+        client = await published_client(port, tok)
         assert (await recv_type(client, "joined")).payload == {"user": "dev-user"}
         assert (await recv_type(client, "tick")).payload["n"] >= 1
         await client.send("chat", {"text": "hi all"})
@@ -161,7 +150,7 @@ def test_the_readme_quick_start_runs_and_the_published_client_connects(script):
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        client = await client_for(5007, tok)
+        client = await published_client(5007, tok)
         await client.send("greeting", {"text": "hello quick start"})
         await asyncio.sleep(0.5)
         await client.disconnect()
@@ -177,7 +166,7 @@ def test_standalone_recovery_replays_headlines_missed_across_a_reconnect(script)
     tok = app.expect(r"^token: (\S+)$").group(1)
 
     async def go():
-        client = await client_for(port, tok)
+        client = await published_client(port, tok)
         await client.subscribe(["news"])
         first = (await recv_type(client, "headline")).payload["n"]
         await client.send("reconnect_me", {})
@@ -198,9 +187,9 @@ def test_standalone_presence_announces_joins_updates_and_who(script):
     bob_tok = app.expect(r"^token bob: (\S+)$").group(1)
 
     async def go():
-        alice = await client_for(port, alice_tok)
+        alice = await published_client(port, alice_tok)
         assert (await recv_type(alice, "presence_join")).payload["user_id"] == "alice"
-        bob = await client_for(port, bob_tok)
+        bob = await published_client(port, bob_tok)
         assert (await recv_type(alice, "presence_join")).payload == {"user_id": "bob", "data": {"status": "online"}}
         await bob.send("status", {"status": "away"})
         update = await recv_type(alice, "presence_update")

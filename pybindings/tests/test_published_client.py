@@ -5,9 +5,8 @@ import asyncio
 import threading
 
 import pytest
-from wse_client import AsyncWSEClient
 
-from conftest import SECRET, run, token
+from conftest import SECRET, published_client, run, token
 
 
 class EventLoop:
@@ -44,13 +43,7 @@ def app(make_server):
 
 
 async def ready_client(server, query=""):
-    client = AsyncWSEClient(f"ws://127.0.0.1:{server.port}/wse{query}", token=token("dana"))
-    await client.connect()
-    for _ in range(200):
-        if client.is_fully_ready:
-            return client
-        await asyncio.sleep(0.05)
-    raise AssertionError("the client never became fully ready")
+    return await published_client(server.port, token("dana"), query)
 
 
 async def wait_subscribed(server, topic="updates"):

@@ -7,9 +7,8 @@ import json
 import threading
 
 import pytest
-from wse_client import AsyncWSEClient
 
-from conftest import SECRET, accepted, run, token
+from conftest import SECRET, accepted, published_client, run, token
 
 
 class RecoveringApp:
@@ -64,13 +63,7 @@ def publish(server, topic, first, count):
 
 
 async def ready_client(server):
-    client = AsyncWSEClient(f"ws://127.0.0.1:{server.port}/wse", token=token("rita"))
-    await client.connect()
-    for _ in range(200):
-        if client.is_fully_ready:
-            return client
-        await asyncio.sleep(0.05)
-    raise AssertionError("the client never became fully ready")
+    return await published_client(server.port, token("rita"))
 
 
 async def wait_for(predicate, timeout=15.0, what="condition"):

@@ -235,10 +235,12 @@ impl ServerHandle {
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         if shared.recovery.is_some() {
-            tokio::spawn(recovery::expire_rings(Arc::downgrade(&shared)));
+            let weak = Arc::downgrade(&shared);
+            tokio::spawn(every(weak, recovery::EXPIRY_TICK, recovery::expire_rings));
         }
         if shared.presence.is_some() {
-            tokio::spawn(presence::collect_tombstones(Arc::downgrade(&shared)));
+            let weak = Arc::downgrade(&shared);
+            tokio::spawn(every(weak, presence::GC_TICK, presence::collect_tombstones));
         }
         ServerHandle {
             shared,
@@ -724,6 +726,18 @@ impl Shared {
             self.counters
                 .inbound_dropped
                 .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs `work` every `period` until the server is dropped or stopped (holding it only while
+/// `work` runs).
+async fn every(shared: std::sync::Weak<Shared>, period: Duration, work: fn(&Shared)) {
+    loop {
+        tokio::time::sleep(period).await;
+        match shared.upgrade() {
+            Some(s) if !s.stopped.load(Ordering::SeqCst) => work(&s),
+            _ => return,
         }
     }
 }

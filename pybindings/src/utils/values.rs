@@ -16,7 +16,6 @@
 //! msgpack → JSON: bin and ext become lower-case hex, NaN and infinities `null`, a non-string
 //! map key its msgpack display form (`1`, `nil`, `true`, `[1, 2]`), as the original writes them.
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple,
@@ -25,7 +24,7 @@ use rmpv::{Integer, Value};
 use serde_json::{Map, Number, Value as Json};
 use wse_core::protocol::msgpack::MAX_INBOUND_DEPTH;
 
-use crate::convert::{MAX_DEPTH, hex};
+use crate::convert::{MAX_DEPTH, hex, too_deep};
 
 /// Converts a Python value to a msgpack value (rules in the module doc).
 pub(super) fn py_to_msgpack(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
@@ -34,9 +33,7 @@ pub(super) fn py_to_msgpack(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
 
 fn to_msgpack_at(obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Value> {
     if depth > MAX_DEPTH {
-        return Err(PyValueError::new_err(format!(
-            "value nested deeper than {MAX_DEPTH} levels (or self-referencing)"
-        )));
+        return Err(too_deep());
     }
     if obj.is_none() {
         return Ok(Value::Nil);

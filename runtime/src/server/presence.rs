@@ -14,8 +14,6 @@
 //! recovery store is never taken while holding it.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -30,7 +28,7 @@ use super::{ServerEvent, ServerHandle, Shared, lock};
 use crate::wsframe;
 
 /// How often tombstones are collected.
-const GC_TICK: Duration = Duration::from_secs(30);
+pub(super) const GC_TICK: Duration = Duration::from_secs(30);
 /// Tombstones older than this are dropped. With one node no reordered add can arrive, so this
 /// only bounds memory; the cluster will tie it to its heartbeat timeout.
 const TOMBSTONE_HORIZON_MS: u64 = 60_000;
@@ -186,21 +184,11 @@ impl Shared {
     }
 }
 
-/// Collects old tombstones now and then; ends when the server is gone or stopped.
-pub(super) async fn collect_tombstones(shared: Weak<Shared>) {
-    loop {
-        tokio::time::sleep(GC_TICK).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if shared.stopped.load(Ordering::SeqCst) {
-            return;
-        }
-        if let Some(presence) = &shared.presence {
-            let (_, wall) = shared.now();
-            let horizon = wall.unix_millis().saturating_sub(TOMBSTONE_HORIZON_MS);
-            let _ = lock(presence).table.gc_tombstones(horizon);
-        }
-        drop::<Arc<Shared>>(shared);
+/// Drops tombstones older than [`TOMBSTONE_HORIZON_MS`] (run every [`GC_TICK`]).
+pub(super) fn collect_tombstones(shared: &Shared) {
+    if let Some(presence) = &shared.presence {
+        let (_, wall) = shared.now();
+        let horizon = wall.unix_millis().saturating_sub(TOMBSTONE_HORIZON_MS);
+        let _ = lock(presence).table.gc_tombstones(horizon);
     }
 }

@@ -16,7 +16,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,7 +29,7 @@ use super::{ServerHandle, Shared, lock};
 use crate::wsframe;
 
 /// How often idle rings are checked for expiry (their TTL is counted in seconds).
-const EXPIRY_TICK: Duration = Duration::from_secs(1);
+pub(super) const EXPIRY_TICK: Duration = Duration::from_secs(1);
 
 /// The recovery answer for one topic: the per-topic dict of UPSTREAM §8.4.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,20 +220,10 @@ impl Shared {
     }
 }
 
-/// Drops idle rings once their TTL passed; ends when the server is gone or stopped.
-pub(super) async fn expire_rings(shared: Weak<Shared>) {
-    loop {
-        tokio::time::sleep(EXPIRY_TICK).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        if shared.stopped.load(Ordering::SeqCst) {
-            return;
-        }
-        if let Some(store) = &shared.recovery {
-            let (now, _) = shared.now();
-            let _ = lock(store).evict_expired(now);
-        }
-        drop::<Arc<Shared>>(shared);
+/// Drops the rings whose TTL passed (run every [`EXPIRY_TICK`]).
+pub(super) fn expire_rings(shared: &Shared) {
+    if let Some(store) = &shared.recovery {
+        let (now, _) = shared.now();
+        let _ = lock(store).evict_expired(now);
     }
 }
