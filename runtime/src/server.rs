@@ -33,10 +33,11 @@ use wse_core::pubsub::SubscribeError;
 use wse_core::recovery::{RecoveryConfig, RecoveryStore};
 use wse_core::{ConnId, Instant, WallClock};
 
+use crate::http::{HttpRequest, HttpResponse, HttpService};
 use crate::net::{Listener, TcpListener};
 use crate::stats::{self, Counters, Stats, TopicCounts};
 use crate::topics::Topics;
-use crate::upgrade::{self, UpgradeRequest};
+use crate::upgrade::{self, PlainRequest, Request, UpgradeRequest};
 use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
 
 mod presence;
@@ -112,12 +113,28 @@ pub enum StartError {
     },
 }
 
-/// A running server. Dropping it does not stop it; call [`ServerHandle::stop`].
+/// A running server: everything an application does with it (send, publish, subscribe,
+/// presence, recovery, health) is on [`Server`], which it derefs to. Dropping the handle does
+/// not stop the server; call [`ServerHandle::stop`].
 #[derive(Debug)]
 pub struct ServerHandle {
-    shared: Arc<Shared>,
+    server: Server,
     accept_task: JoinHandle<()>,
     local_addr: std::net::SocketAddr,
+}
+
+/// A cheap, cloneable reference to a running server's state and operations. The accept loop
+/// hands one to the [`HttpService`](crate::http::HttpService) of each plain HTTP request.
+#[derive(Clone, Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+}
+
+impl std::ops::Deref for ServerHandle {
+    type Target = Server;
+    fn deref(&self) -> &Server {
+        &self.server
+    }
 }
 
 #[derive(Debug)]
@@ -150,6 +167,8 @@ struct Shared {
     recovery: Option<Mutex<RecoveryStore>>,
     /// Presence table (`None` when presence is off).
     presence: Option<Mutex<presence::Presence>>,
+    /// Answers plain HTTP requests on the port, if set.
+    http: Option<Arc<dyn HttpService>>,
     tasks: TaskTracker,
     /// Cancelled when a shutdown's grace is over: every remaining socket is dropped.
     cancel: CancellationToken,
@@ -177,12 +196,23 @@ impl ServerHandle {
     /// Validates `config`, binds `host:port`, and starts accepting. Returns once bound
     /// (CONTRACT D1): a bind failure is an error here, never only a log line.
     pub async fn start(config: &ServerConfig) -> Result<ServerHandle, StartError> {
+        ServerHandle::start_with_http(config, None).await
+    }
+
+    /// [`ServerHandle::start`], with `http` answering the plain HTTP requests of the port (the
+    /// `wse` binary's API); without one they get `426 Upgrade Required`.
+    pub async fn start_with_http(
+        config: &ServerConfig,
+        http: Option<Arc<dyn HttpService>>,
+    ) -> Result<ServerHandle, StartError> {
         let addr = format!("{}:{}", config.host, config.port);
         let settings = Arc::new(ConnSettings::from_config(config)?);
         let listener = TcpListener::bind(&addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        Ok(ServerHandle::start_on(listener, config, settings))
+        Ok(ServerHandle::start_on_with_http(
+            listener, config, settings, http,
+        ))
     }
 
     /// Starts on an already-bound listener (the simulator passes its own).
@@ -190,6 +220,16 @@ impl ServerHandle {
         listener: L,
         config: &ServerConfig,
         settings: Arc<ConnSettings>,
+    ) -> ServerHandle {
+        ServerHandle::start_on_with_http(listener, config, settings, None)
+    }
+
+    /// [`ServerHandle::start_on`] with an [`HttpService`].
+    pub fn start_on_with_http<L: Listener>(
+        listener: L,
+        config: &ServerConfig,
+        settings: Arc<ConnSettings>,
+        http: Option<Arc<dyn HttpService>>,
     ) -> ServerHandle {
         let local_addr = listener
             .local_addr()
@@ -230,6 +270,7 @@ impl ServerHandle {
                 };
                 Mutex::new(presence::Presence::new(node, limits))
             }),
+            http,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
         });
@@ -243,7 +284,7 @@ impl ServerHandle {
             tokio::spawn(every(weak, presence::GC_TICK, presence::collect_tombstones));
         }
         ServerHandle {
-            shared,
+            server: Server { shared },
             accept_task,
             local_addr,
         }
@@ -254,6 +295,9 @@ impl ServerHandle {
         self.local_addr
     }
 
+}
+
+impl Server {
     /// Registered connections.
     pub fn connection_count(&self) -> usize {
         lock(&self.shared.conns).len()
@@ -422,16 +466,6 @@ impl ServerHandle {
         tokio::spawn(Arc::clone(&self.shared).finish_drain(timeout));
     }
 
-    /// True while the server accepts connections: started and neither draining nor stopped.
-    pub fn is_running(&self) -> bool {
-        !self.is_draining() && !self.is_stopped()
-    }
-
-    /// True once [`ServerHandle::stop`] (or `shutdown`) began; a drained server is not stopped.
-    pub fn is_stopped(&self) -> bool {
-        self.shared.stopped.load(Ordering::SeqCst) || self.accept_task.is_finished()
-    }
-
     /// True once `drain` or `stop` began: new sockets are dropped before the upgrade.
     pub fn is_draining(&self) -> bool {
         self.shared.draining.load(Ordering::SeqCst)
@@ -526,22 +560,45 @@ impl ServerHandle {
             .load(Ordering::Relaxed)
     }
 
+
+    fn with_peer<R>(
+        &self,
+        conn: ConnId,
+        f: impl FnOnce(&Shared, &Peer, &mut Connection) -> R,
+    ) -> Option<R> {
+        let peer = lock(&self.shared.conns).get(&conn).cloned()?;
+        let mut m = lock(&peer.machine);
+        Some(f(&self.shared, &peer, &mut m))
+    }
+}
+
+impl ServerHandle {
+    /// True while the server accepts connections: started and neither draining nor stopped.
+    pub fn is_running(&self) -> bool {
+        !self.is_draining() && !self.is_stopped()
+    }
+
+    /// True once [`ServerHandle::stop`] (or `shutdown`) began; a drained server is not stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.server.shared.stopped.load(Ordering::SeqCst) || self.accept_task.is_finished()
+    }
+
     /// Stops: refuses new sockets, closes every connection with `code`/`reason`, waits up to
     /// `timeout` for them to finish, then drops whatever is left. `stop()` is
     /// `shutdown(1001, "server shutting down", 2 s)`; a drain uses 4300.
     pub async fn shutdown(&self, code: u16, reason: &str, timeout: Duration) {
-        self.shared.stopped.store(true, Ordering::SeqCst);
-        self.shared.draining.store(true, Ordering::SeqCst);
+        self.server.shared.stopped.store(true, Ordering::SeqCst);
+        self.server.shared.draining.store(true, Ordering::SeqCst);
         self.accept_task.abort();
-        self.shared.close_all(code, reason);
-        self.shared.tasks.close();
-        if tokio::time::timeout(timeout, self.shared.tasks.wait())
+        self.server.shared.close_all(code, reason);
+        self.server.shared.tasks.close();
+        if tokio::time::timeout(timeout, self.server.shared.tasks.wait())
             .await
             .is_err()
         {
             // Handshakes, rejected sockets still closing, and peers that never answered.
-            self.shared.cancel.cancel();
-            self.shared.tasks.wait().await;
+            self.server.shared.cancel.cancel();
+            self.server.shared.tasks.wait().await;
         }
     }
 
@@ -553,16 +610,6 @@ impl ServerHandle {
             Duration::from_secs(2),
         )
         .await;
-    }
-
-    fn with_peer<R>(
-        &self,
-        conn: ConnId,
-        f: impl FnOnce(&Shared, &Peer, &mut Connection) -> R,
-    ) -> Option<R> {
-        let peer = lock(&self.shared.conns).get(&conn).cloned()?;
-        let mut m = lock(&peer.machine);
-        Some(f(&self.shared, &peer, &mut m))
     }
 }
 
@@ -783,8 +830,13 @@ where
         if stream.read_buf(&mut buf).await.ok()? == 0 {
             return None;
         }
-        match upgrade::parse(&buf) {
-            Ok(Some(done)) => break done,
+        match upgrade::parse_any(&buf) {
+            Ok(Some((Request::Upgrade(request), n))) => break (request, n),
+            Ok(Some((Request::Plain(head), n))) => {
+                buf.advance(n);
+                serve_http(stream, head, buf, shared).await;
+                return None;
+            }
             Ok(None) => {}
             Err(e) => {
                 let _ = stream.write_all(&e.response()).await;
@@ -849,6 +901,44 @@ where
         shared.route(&peer, &mut m);
     }
     Some((stream, buf, peer, rx))
+}
+
+/// Answers one plain HTTP request (body bounded by the service) and closes; without a service,
+/// 426 as for any request that is not a WebSocket upgrade.
+async fn serve_http<S>(mut stream: S, head: PlainRequest, mut buf: BytesMut, shared: &Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + AsyncWrite + Unpin,
+{
+    let Some(service) = shared.http.clone() else {
+        let _ = stream
+            .write_all(&upgrade::UpgradeError::NotWebSocket.response())
+            .await;
+        return;
+    };
+    if head.content_length > service.max_body_bytes() {
+        let too_big = HttpResponse::error(413, "body_too_large", "request body too large");
+        let _ = stream.write_all(&too_big.to_wire()).await;
+        return;
+    }
+    while buf.len() < head.content_length {
+        match stream.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+    let request = HttpRequest {
+        method: head.method,
+        path: head.path,
+        query: head.query,
+        headers: head.headers,
+        body: buf.split_to(head.content_length).freeze(),
+    };
+    let server = Server {
+        shared: Arc::clone(shared),
+    };
+    let response = service.call(server, request).await;
+    let _ = stream.write_all(&response.to_wire()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Runs a connection until it ends, then cleans up and emits `Disconnect` (for registered

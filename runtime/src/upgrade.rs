@@ -101,9 +101,45 @@ fn http_error(status: u16, reason: &str, headers: &[(&str, &str)]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// A plain HTTP request head (not a WebSocket upgrade).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PlainRequest {
+    /// The method.
+    pub method: String,
+    /// The path, without the query.
+    pub path: String,
+    /// The query string, without `?`.
+    pub query: Option<String>,
+    /// Every header in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// `Content-Length` (absent = 0). A request with `Transfer-Encoding` is refused as
+    /// malformed: bodies must state their length.
+    pub content_length: usize,
+}
+
+/// What a request head turned out to be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// A WebSocket upgrade.
+    Upgrade(UpgradeRequest),
+    /// Anything else.
+    Plain(PlainRequest),
+}
+
 /// Parses the request head at the start of `buf`. `Ok(None)`: incomplete, read more.
 /// `Ok(Some((request, n)))`: the head is the first `n` bytes; what follows is WebSocket data.
+/// A request that is not an upgrade is [`UpgradeError::NotWebSocket`].
 pub fn parse(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, UpgradeError> {
+    match parse_any(buf)? {
+        None => Ok(None),
+        Some((Request::Upgrade(u), n)) => Ok(Some((u, n))),
+        Some((Request::Plain(_), _)) => Err(UpgradeError::NotWebSocket),
+    }
+}
+
+/// Parses a request head that may be a WebSocket upgrade or a plain HTTP request (the same
+/// size limits apply to both). What follows the head (`n` bytes) is WebSocket data or the body.
+pub fn parse_any(buf: &[u8]) -> Result<Option<(Request, usize)>, UpgradeError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -118,9 +154,7 @@ pub fn parse(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, UpgradeError
     if head_len > MAX_HEAD_BYTES {
         return Err(UpgradeError::TooLarge);
     }
-    if req.method != Some("GET") {
-        return Err(UpgradeError::NotWebSocket);
-    }
+    let method = req.method.unwrap_or("GET");
     let target = req.path.unwrap_or("/");
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p, Some(q.to_owned())),
@@ -128,10 +162,12 @@ pub fn parse(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, UpgradeError
     };
     let mut out = UpgradeRequest {
         path: path.to_owned(),
-        query,
+        query: query.clone(),
         ..Default::default()
     };
     let (mut upgrade, mut connection, mut version) = (false, false, false);
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
     for h in req.headers.iter() {
         let name = h.name;
         let value = h.value;
@@ -155,12 +191,38 @@ pub fn parse(buf: &[u8]) -> Result<Option<(UpgradeRequest, usize)>, UpgradeError
             out.authorization.get_or_insert_with(|| value.to_vec());
         } else if name.eq_ignore_ascii_case("origin") {
             out.origin.get_or_insert_with(|| value.to_vec());
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let parsed = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or(UpgradeError::Malformed)?;
+            // Two different lengths are a request-smuggling shape: refuse.
+            if content_length.is_some_and(|l| l != parsed) {
+                return Err(UpgradeError::Malformed);
+            }
+            content_length = Some(parsed);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
         }
     }
-    if !(upgrade && connection && version) || out.key.is_empty() {
-        return Err(UpgradeError::NotWebSocket);
+    if method == "GET" && upgrade && connection && version && !out.key.is_empty() {
+        return Ok(Some((Request::Upgrade(out), head_len)));
     }
-    Ok(Some((out, head_len)))
+    if chunked {
+        return Err(UpgradeError::Malformed);
+    }
+    let plain = PlainRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query,
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name.to_owned(), h.value.to_vec()))
+            .collect(),
+        content_length: content_length.unwrap_or(0),
+    };
+    Ok(Some((Request::Plain(plain), head_len)))
 }
 
 /// True if the comma-separated header `value` lists `token` (case-insensitive).

@@ -24,7 +24,7 @@ use wse_core::presence::{
 };
 use wse_core::protocol::{self, Frame, PresenceKind};
 
-use super::{ServerEvent, ServerHandle, Shared, lock};
+use super::{Server, ServerEvent, Shared, lock};
 use crate::wsframe;
 
 /// How often tombstones are collected.
@@ -60,7 +60,7 @@ pub enum PresenceUpdateError {
     Refused(#[from] PresenceError),
 }
 
-impl ServerHandle {
+impl Server {
     /// The visible users of `topic` (empty when presence is off).
     pub fn presence(&self, topic: &str) -> BTreeMap<String, UserPresence> {
         self.shared

@@ -25,7 +25,7 @@ use wse_core::protocol::Frame;
 use wse_core::pubsub::SubscribeError;
 use wse_core::recovery::{Epoch, EpochParseError, Recovery, RecoveryStore};
 
-use super::{ServerHandle, Shared, lock};
+use super::{Server, Shared, lock};
 use crate::wsframe;
 
 /// How often idle rings are checked for expiry (their TTL is counted in seconds).
@@ -87,7 +87,7 @@ pub enum RecoveryError {
     Subscribe(#[from] SubscribeError),
 }
 
-impl ServerHandle {
+impl Server {
     /// Subscribes `conn` to `topics` and, when `recover` is set and both `epoch` and `offset`
     /// (the client's last position) are given, replays what it missed in every topic, using that
     /// one position for each topic as the original does (call once per topic for per-topic
