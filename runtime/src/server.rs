@@ -44,7 +44,7 @@ mod presence;
 mod recovery;
 
 pub use presence::PresenceUpdateError;
-pub use recovery::{RecoveryError, RecoveryOutcome, TopicRecovery};
+pub use recovery::{History, RecoveryError, RecoveryOutcome, TopicRecovery};
 
 /// Frames written per writer wake-up.
 pub const WRITE_BATCH: usize = 256;
@@ -294,7 +294,6 @@ impl ServerHandle {
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.local_addr
     }
-
 }
 
 impl Server {
@@ -560,6 +559,35 @@ impl Server {
             .load(Ordering::Relaxed)
     }
 
+    /// Every fan-out topic key (exact topics and glob patterns) with its subscriber count.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.shared.registry.topics()
+    }
+
+    /// The user (JWT `sub`) of a registered, authenticated connection.
+    pub fn user_of(&self, conn: ConnId) -> Option<String> {
+        self.with_peer(conn, |_, _, m| m.user().map(|u| u.user_id().to_owned()))
+            .flatten()
+    }
+
+    /// The registered connections of `user`, ascending.
+    pub fn connections_of_user(&self, user: &str) -> Vec<ConnId> {
+        let peers: Vec<(ConnId, Arc<Peer>)> = lock(&self.shared.conns)
+            .iter()
+            .map(|(id, p)| (*id, Arc::clone(p)))
+            .collect();
+        peers
+            .into_iter()
+            .filter(|(_, p)| lock(&p.machine).user().is_some_and(|u| u.user_id() == user))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// A registered connection's topic ACL: `None` for an unknown id, `Some(None)` when it has
+    /// none (everything allowed).
+    pub fn topic_acl(&self, conn: ConnId) -> Option<Option<TopicAcl>> {
+        self.with_peer(conn, |_, _, m| m.topic_acl().cloned())
+    }
 
     fn with_peer<R>(
         &self,

@@ -165,6 +165,13 @@ impl Topics {
         lock(self.shard(topic)).queue_group_info(topic)
     }
 
+    /// Every fan-out key with its subscriber count, ascending by key.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        let mut all: Vec<(String, usize)> = self.all().flat_map(|r| lock(r).topics()).collect();
+        all.sort();
+        all
+    }
+
     /// Fan-out keys with at least one subscriber.
     pub fn topic_count(&self) -> usize {
         self.all().map(|r| lock(r).topic_count()).sum()

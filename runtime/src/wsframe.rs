@@ -85,6 +85,27 @@ pub fn encode_core(frame: &wse_core::protocol::Frame) -> Bytes {
     }
 }
 
+/// The payload of a frame made by [`encode`] (the same allocation, header skipped). `None`
+/// for bytes that are not one complete unmasked server frame.
+pub fn server_frame_payload(frame: &Bytes) -> Option<Bytes> {
+    let second = *frame.get(1)?;
+    if second & 0x80 != 0 {
+        return None; // masked: not ours
+    }
+    let (header, len) = match second & 0x7f {
+        126 => (
+            4,
+            usize::from(u16::from_be_bytes([*frame.get(2)?, *frame.get(3)?])),
+        ),
+        127 => {
+            let bytes: [u8; 8] = frame.get(2..10)?.try_into().ok()?;
+            (10, usize::try_from(u64::from_be_bytes(bytes)).ok()?)
+        }
+        n => (2, usize::from(n)),
+    };
+    (frame.len() == header + len).then(|| frame.slice(header..))
+}
+
 /// A Close frame with `code` and `reason` (the reason is cut to fit 125 bytes on a character
 /// boundary).
 pub fn encode_close(code: u16, reason: &str) -> Bytes {

@@ -327,3 +327,21 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_payload_of_a_server_frame_is_recovered_for_every_length_form() {
+    for len in [0usize, 1, 125, 126, 65_535, 65_536, 200_000] {
+        let payload = vec![b'x'; len];
+        let frame = encode(Opcode::Text, &payload);
+        assert_eq!(
+            server_frame_payload(&frame).as_deref(),
+            Some(&payload[..]),
+            "{len}"
+        );
+    }
+    assert_eq!(server_frame_payload(&Bytes::from_static(&[0x81])), None);
+    assert_eq!(
+        server_frame_payload(&Bytes::from_static(&[0x81, 0x05, b'a'])),
+        None
+    );
+}

@@ -322,6 +322,15 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// Every fan-out key (exact topics, then glob patterns) with its subscriber count.
+    pub fn topics(&self) -> Vec<(String, usize)> {
+        self.exact
+            .iter()
+            .chain(self.patterns.iter())
+            .map(|(topic, subs)| (topic.clone(), subs.len()))
+            .collect()
+    }
+
     /// Number of fan-out keys (exact topics plus glob patterns) with at least one subscriber.
     pub fn topic_count(&self) -> usize {
         self.exact.len() + self.patterns.len()

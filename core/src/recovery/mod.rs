@@ -275,6 +275,20 @@ impl RecoveryStore {
         Some((ring.epoch, ring.last_offset()?))
     }
 
+    /// Everything stored for `topic`: its epoch, the offset of the first message returned, and
+    /// the newest `limit` messages, oldest first. `None` when it has no ring.
+    pub fn history(&self, topic: &str, limit: usize) -> Option<(Epoch, u64, Vec<Bytes>)> {
+        let ring = self.rings.get(topic)?;
+        let last = ring.last_offset()?;
+        let available = last - ring.tail() + 1;
+        let take = available.min(limit as u64);
+        if take == 0 {
+            return Some((ring.epoch, last + 1, Vec::new()));
+        }
+        let first = last + 1 - take;
+        Some((ring.epoch, first, ring.messages_from(first)))
+    }
+
     /// The oldest offset still stored for the topic, `None` when it has no ring.
     pub fn oldest_offset(&self, topic: &str) -> Option<u64> {
         self.rings.get(topic).map(Ring::tail)

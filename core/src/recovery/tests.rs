@@ -304,3 +304,21 @@ fn from_server_config_store_rounds_capacity_and_tiny_sizes_still_work() {
     assert_eq!(one.oldest_offset("t"), Some(1));
     one.check_invariants();
 }
+
+#[test]
+fn history_returns_the_newest_stored_messages_oldest_first_with_their_first_offset() {
+    let mut s = store(4, 500, 1 << 20);
+    assert_eq!(s.history("t", 10), None);
+    let mut last = None;
+    for n in 0..6 {
+        last = Some(put(&mut s, "t", n, 0)); // a 4-slot ring keeps offsets 2..=5
+    }
+    let last = last.unwrap();
+    let (epoch, first, msgs) = s.history("t", 10).unwrap();
+    assert_eq!((epoch, first, msgs.len()), (last.epoch, 2, 4));
+    assert_eq!(msgs[3], last.bytes);
+    let (_, first, msgs) = s.history("t", 2).unwrap();
+    assert_eq!((first, msgs.len()), (4, 2));
+    let (_, first, msgs) = s.history("t", 0).unwrap();
+    assert_eq!((first, msgs.len()), (6, 0));
+}

@@ -87,7 +87,36 @@ pub enum RecoveryError {
     Subscribe(#[from] SubscribeError),
 }
 
+/// What a topic's ring holds, for the HTTP API: the epoch, the offset of the first message, and
+/// the messages (stamped JSON text), oldest first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct History {
+    /// The ring's epoch.
+    pub epoch: Epoch,
+    /// The offset of `messages[0]`.
+    pub first_offset: u64,
+    /// The stored messages as sent.
+    pub messages: Vec<String>,
+}
+
 impl Server {
+    /// The newest `limit` messages stored for `topic` (`None` without recovery or without a
+    /// ring).
+    pub fn recovery_history(&self, topic: &str, limit: usize) -> Option<History> {
+        let store = self.shared.recovery.as_ref()?;
+        let (epoch, first_offset, frames) = lock(store).history(topic, limit)?;
+        let messages = frames
+            .iter()
+            .filter_map(wsframe::server_frame_payload)
+            .map(|p| String::from_utf8_lossy(&p).into_owned())
+            .collect();
+        Some(History {
+            epoch,
+            first_offset,
+            messages,
+        })
+    }
+
     /// Subscribes `conn` to `topics` and, when `recover` is set and both `epoch` and `offset`
     /// (the client's last position) are given, replays what it missed in every topic, using that
     /// one position for each topic as the original does (call once per topic for per-topic
