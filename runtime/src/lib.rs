@@ -10,6 +10,7 @@
 pub mod http;
 pub mod net;
 pub mod server;
+pub mod standalone;
 pub mod stats;
 pub mod topics;
 pub mod upgrade;

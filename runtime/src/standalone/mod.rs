@@ -1,0 +1,11 @@
+//! The standalone `wse` server (binary `wse`, `src/bin/wse.rs`): WSE as a complete server without
+//! an embedding application, the way Centrifugo is.
+//!
+//! | module | owns |
+//! |---|---|
+//! | `config` | [`config::StandaloneConfig`]: every server option from TOML, environment and flags |
+//! | `app` | the built-in client protocol: `subscription_update` (with recovery) answered by the server, optional client publish |
+//! | `http_api` | the HTTP API on the WebSocket port (`Authorization: apikey …`) |
+//! | `console` | the live console page, static files embedded in the binary |
+//!
+//! Everything here is a client of [`crate::server::Server`]: no private access to the engine.
