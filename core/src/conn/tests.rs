@@ -113,7 +113,7 @@ fn with_jwt_server_ready_is_the_first_frame_then_auth_connect() {
         out[1],
         Output::Event(Event::AuthConnect {
             user_id: "alice".into(),
-            cookies: String::new(),
+            cookies: cookie.clone(),
         })
     );
     assert_eq!(c.user().map(AuthedUser::user_id), Some("alice"));
