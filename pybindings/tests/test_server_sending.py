@@ -250,6 +250,7 @@ def test_disconnect_sends_the_given_close_code_and_reason(make_server):
     async def go():
         ws, cid = await accepted(server)
         assert server.get_connections() == [cid]
+        assert server.get_connection_count() == 1
         server.disconnect(cid, 4001, "kicked")
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 5)
