@@ -124,7 +124,7 @@ pub struct ServerHandle {
 }
 
 /// A cheap, cloneable reference to a running server's state and operations. The accept loop
-/// hands one to the [`HttpService`](crate::http::HttpService) of each plain HTTP request.
+/// hands one to the [`HttpService`] of each plain HTTP request.
 #[derive(Clone, Debug)]
 pub struct Server {
     shared: Arc<Shared>,
@@ -457,7 +457,7 @@ impl Server {
         Arc::clone(&self.shared).finish_drain(timeout).await;
     }
 
-    /// [`ServerHandle::drain`] without waiting: new sockets are refused and every connection
+    /// [`Server::drain`] without waiting: new sockets are refused and every connection
     /// is sent its close before this returns; a background task drops the stragglers after
     /// `timeout` (or ends at once when the server stops first).
     pub fn start_drain(&self, code: u16, reason: &str, timeout: Duration) {
@@ -496,7 +496,7 @@ impl Server {
     }
 
     /// The next application event, waiting at most `timeout`. `None` on timeout, or always
-    /// once [`ServerHandle::set_event_callback`] took the events.
+    /// once [`Server::set_event_callback`] took the events.
     pub async fn next_event(&self, timeout: Duration) -> Option<ServerEvent> {
         let mut rx = self.shared.events_rx.lock().await;
         let rx = rx.as_mut()?;
@@ -508,7 +508,7 @@ impl Server {
 
     /// Up to `max` events: waits at most `timeout` for the first, then takes whatever else is
     /// already queued without waiting. Empty (after `timeout`) when nothing came, when `max` is
-    /// 0, or once [`ServerHandle::set_event_callback`] took the events.
+    /// 0, or once [`Server::set_event_callback`] took the events.
     pub async fn next_events(&self, max: usize, timeout: Duration) -> Vec<ServerEvent> {
         let mut batch = Vec::new();
         let mut rx = self.shared.events_rx.lock().await;
@@ -523,7 +523,7 @@ impl Server {
         batch
     }
 
-    /// The callback alternative to [`ServerHandle::next_event`]: from now on every event is
+    /// The callback alternative to [`Server::next_event`]: from now on every event is
     /// passed to `callback`, in order, on one dedicated blocking thread (so the callback may
     /// block, e.g. on the GIL, without stalling the runtime; a slow callback fills the bounded
     /// queue and further events are dropped and counted, never buffered without limit). The

@@ -49,7 +49,7 @@ impl Presence {
     }
 }
 
-/// Why [`ServerHandle::update_presence`] refused.
+/// Why [`Server::update_presence`] refused.
 #[derive(Debug, thiserror::Error)]
 pub enum PresenceUpdateError {
     /// Presence is not enabled on this server.

@@ -67,7 +67,7 @@ impl TopicRecovery {
     }
 }
 
-/// The result of [`ServerHandle::subscribe_with_recovery`] (UPSTREAM §8.4).
+/// The result of [`Server::subscribe_with_recovery`] (UPSTREAM §8.4).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryOutcome {
     /// True only when recovery was asked for, topics were given, and every topic recovered.
@@ -76,7 +76,7 @@ pub struct RecoveryOutcome {
     pub topics: BTreeMap<String, TopicRecovery>,
 }
 
-/// Why [`ServerHandle::subscribe_with_recovery`] failed.
+/// Why [`Server::subscribe_with_recovery`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
     /// `epoch` is not 1–8 hex digits.

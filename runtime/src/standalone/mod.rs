@@ -3,7 +3,7 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | `config` | [`config::StandaloneConfig`]: every server option from TOML, environment and flags |
+//! | `config` | `StandaloneConfig`: every server option from TOML, environment and flags |
 //! | `app` | the built-in client protocol: `subscription_update` (with recovery) answered by the server, optional client publish |
 //! | `http_api` | the HTTP API on the WebSocket port (`Authorization: apikey …`) |
 //! | `console` | the live console page, static files embedded in the binary |
