@@ -233,9 +233,13 @@ async fn event(server: &ServerHandle) -> ServerEvent {
 /// A client of a server without JWT, and its id.
 async fn plain_client(server: &ServerHandle) -> (Ws, ConnId) {
     let ws = connect(server, None).await;
-    match event(server).await {
-        ServerEvent::Connect(id, _) => (ws, id),
-        other => panic!("expected connect, got {other:?}"),
+    loop {
+        match event(server).await {
+            ServerEvent::Connect(id, _) => return (ws, id),
+            // An earlier client's end may still be on its way.
+            ServerEvent::Disconnect(_) | ServerEvent::PresenceLeave { .. } => {}
+            other => panic!("expected connect, got {other:?}"),
+        }
     }
 }
 
@@ -259,9 +263,13 @@ fn token(sub: &str) -> String {
 async fn authed_client(server: &ServerHandle, cookie_token: &str, user: &str) -> (Ws, ConnId) {
     let mut ws = connect(server, Some(cookie_token)).await;
     assert_eq!(next_json(&mut ws).await["t"], "server_ready");
-    match event(server).await {
-        ServerEvent::AuthConnect(id, sub, _) if sub == user => (ws, id),
-        other => panic!("expected {user}'s auth_connect, got {other:?}"),
+    loop {
+        match event(server).await {
+            ServerEvent::AuthConnect(id, sub, _) if sub == user => return (ws, id),
+            // An earlier client's end may still be on its way.
+            ServerEvent::Disconnect(_) | ServerEvent::PresenceLeave { .. } => {}
+            other => panic!("expected {user}'s auth_connect, got {other:?}"),
+        }
     }
 }
 
