@@ -9,3 +9,5 @@
 //! | `console` | the live console page, static files embedded in the binary |
 //!
 //! Everything here is a client of [`crate::server::Server`]: no private access to the engine.
+
+pub mod console;
