@@ -95,7 +95,8 @@ fn playwright_dir() -> PathBuf {
     dir
 }
 
-fn token(claims: Value) -> String {
+/// An HS256 token for `claims`, valid for an hour.
+fn token(claims: &Value) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")
@@ -114,7 +115,7 @@ async fn demo_subscriber(addr: std::net::SocketAddr) -> mpsc::Receiver<String> {
         .expect("a valid ws URL");
     let cookie = format!(
         "access_token={}",
-        token(json!({"sub": "rust-client", "wse_topics": {"allow": ["demo"], "deny": []}}))
+        token(&json!({"sub": "rust-client", "wse_topics": {"allow": ["demo"], "deny": []}}))
     );
     request.headers_mut().insert(
         "cookie",

@@ -77,8 +77,14 @@ try {
   await step('the right API key opens the dashboard', async () => {
     await page.fill('#api-key', API_KEY);
     await page.click('#login button[type=submit]');
-    await page.locator('#main').waitFor({ state: 'visible' });
-    await page.waitForFunction(() => document.getElementById('api-state').textContent === 'API: ok');
+    await page.waitForFunction(
+      () =>
+        document.getElementById('api-state').textContent === 'API: ok' ||
+        document.getElementById('login-error').textContent !== '',
+    );
+    const refused = await text('#login-error');
+    if (refused) throw new Error(`the page refused the key: ${refused}`);
+    if (await page.locator('#main').isHidden()) throw new Error('the dashboard is hidden');
   });
 
   await step(`the connection count reaches ${EXPECT_CONNECTIONS} (the page's own WebSocket included)`, async () => {

@@ -226,7 +226,7 @@ function drawGraph() {
     ctx.moveTo(pad.left, Math.round(y(v)) + 0.5);
     ctx.lineTo(w - pad.right, Math.round(y(v)) + 0.5);
     ctx.stroke();
-    ctx.fillText(formatRate(v), pad.left - 4, y(v));
+    ctx.fillText(String(Number(v.toPrecision(3))), pad.left - 4, y(v));
   }
   ctx.textBaseline = 'top';
   for (const ago of [60, 30, 0]) {
