@@ -10,4 +10,5 @@
 //!
 //! Everything here is a client of [`crate::server::Server`]: no private access to the engine.
 
+pub mod console;
 pub mod http_api;
