@@ -9,3 +9,17 @@
 //! | `console` | the live console page, static files embedded in the binary |
 //!
 //! Everything here is a client of [`crate::server::Server`]: no private access to the engine.
+
+pub mod app;
+pub mod config;
+
+use std::sync::Arc;
+
+use crate::http::HttpService;
+
+/// The HTTP service of the `wse` binary's port for `config`: the HTTP API (and console) are
+/// wired in by the `http_api` module; until then plain HTTP requests get `426`.
+pub fn http_service(config: &config::StandaloneConfig) -> Option<Arc<dyn HttpService>> {
+    let _ = config;
+    None
+}
