@@ -468,13 +468,13 @@ fn parse_publish(payload: Option<&Value>) -> Result<(&str, &Value), &'static str
 mod tests {
     use super::*;
 
-    fn parse(v: Value) -> Result<SubscriptionRequest, Refused> {
-        SubscriptionRequest::parse(Some(&v))
+    fn parse(v: &Value) -> Result<SubscriptionRequest, Refused> {
+        SubscriptionRequest::parse(Some(v))
     }
 
     #[test]
     fn a_subscribe_request_keeps_each_topics_own_position() {
-        let r = parse(json!({
+        let r = parse(&json!({
             "action": "subscribe",
             "topics": ["a", "b", "a", "c"],
             "recover": true,
@@ -511,11 +511,11 @@ mod tests {
             ),
         ];
         for (payload, named) in cases {
-            let refused = parse(payload.clone()).expect_err("refused");
+            let refused = parse(&payload).expect_err("refused");
             assert_eq!(refused.topics, named, "{payload}");
         }
         let many: Vec<String> = (0..=MAX_TOPICS_PER_UPDATE).map(|i| i.to_string()).collect();
-        let refused = parse(json!({"action": "subscribe", "topics": many})).unwrap_err();
+        let refused = parse(&json!({"action": "subscribe", "topics": many})).unwrap_err();
         assert_eq!(refused.topics.len(), MAX_TOPICS_PER_UPDATE);
         assert!(SubscriptionRequest::parse(None).is_err());
     }

@@ -121,7 +121,7 @@ impl StandaloneDefaults {
                   printed."
 )]
 pub struct Cli {
-    /// TOML configuration file
+    /// TOML configuration file [env: WSE_CONFIG]
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// The options.

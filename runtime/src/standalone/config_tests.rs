@@ -412,7 +412,8 @@ fn an_empty_list_in_the_environment_clears_the_files_list() {
 
 #[test]
 fn invalid_values_name_the_option_or_the_variable() {
-    let cases: [(&[&str], &[(&str, &str)], &str); 8] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 8] = [
         (&[], &[("WSE_PORT", "high")], "WSE_PORT"),
         (&[], &[("WSE_MAX_CONNECTIONS", "-1")], "WSE_MAX_CONNECTIONS"),
         (&["--ping-interval-secs=60"], &[], "ping_interval_secs"),
