@@ -1,9 +1,14 @@
 //! Per-connection topic access control (UPSTREAM §1.4 `wse_topics`, §7.6 `set_topic_acl`,
 //! CONTRACT D9).
 //!
-//! A [`TopicAcl`] is two lists of globs ([`crate::glob`]: `*` any run of bytes, `?` exactly one
+//! A [`TopicAcl`] is lists of globs ([`crate::glob`]: `*` any run of bytes, `?` exactly one
 //! byte, no escaping). Rules: a deny match always wins; an empty allow list allows everything not
 //! denied; otherwise a topic must match some allow glob.
+//!
+//! A third list, `publish`, says where the connection itself may publish (the standalone
+//! server's client publish): a topic must match a publish glob and no deny glob. Unlike `allow`,
+//! an empty publish list allows nothing, so a token that says nothing about publishing grants no
+//! publishing.
 //!
 //! Glob subscriptions are where the original leaked (UPSTREAM §13.3 item 3): it matched the deny
 //! globs against the *pattern string*, so `data:*` slipped past a deny of `data:internal:*` and
@@ -19,17 +24,29 @@ use crate::glob::glob_match;
 pub struct TopicAcl {
     allow: Vec<String>,
     deny: Vec<String>,
+    publish: Vec<String>,
 }
 
 impl TopicAcl {
-    /// An ACL from allow and deny globs (kept in the given order).
+    /// An ACL from allow and deny globs (kept in the given order), granting no publishing.
     pub fn new(allow: Vec<String>, deny: Vec<String>) -> TopicAcl {
-        TopicAcl { allow, deny }
+        TopicAcl {
+            allow,
+            deny,
+            publish: Vec::new(),
+        }
     }
 
-    /// The ACL carried by a JWT `wse_topics` claim: `{"allow": [..], "deny": [..]}`. Either list
-    /// may be absent (= empty); entries that are not strings are ignored. A claim that is not a
-    /// JSON object gives `None` (no ACL), as the original.
+    /// This ACL with `publish` as its publish globs (replacing any).
+    #[must_use]
+    pub fn with_publish(mut self, publish: Vec<String>) -> TopicAcl {
+        self.publish = publish;
+        self
+    }
+
+    /// The ACL carried by a JWT `wse_topics` claim: `{"allow": [..], "deny": [..], "publish":
+    /// [..]}`. Any list may be absent (= empty); entries that are not strings are ignored. A
+    /// claim that is not a JSON object gives `None` (no ACL), as the original.
     pub fn from_claim(v: &serde_json::Value) -> Option<TopicAcl> {
         let obj = v.as_object()?;
         let strings = |key: &str| -> Vec<String> {
@@ -46,6 +63,7 @@ impl TopicAcl {
         Some(TopicAcl {
             allow: strings("allow"),
             deny: strings("deny"),
+            publish: strings("publish"),
         })
     }
 
@@ -57,6 +75,19 @@ impl TopicAcl {
     /// The deny globs.
     pub fn deny(&self) -> &[String] {
         &self.deny
+    }
+
+    /// The publish globs.
+    pub fn publish(&self) -> &[String] {
+        &self.publish
+    }
+
+    /// May this connection publish to the concrete topic `topic`? Some publish glob matches and
+    /// no deny glob does; an empty publish list allows nothing. The allow list plays no part:
+    /// receiving and publishing are granted separately.
+    pub fn allows_publish(&self, topic: &str) -> bool {
+        self.publish.iter().any(|p| glob_match(p, topic))
+            && !self.deny.iter().any(|d| glob_match(d, topic))
     }
 
     /// May this connection receive messages on the concrete topic `topic`? No deny glob matches,
@@ -91,8 +122,8 @@ impl TopicAcl {
             .any(|d| globs_intersect(pattern.as_bytes(), d.as_bytes()))
     }
 
-    /// True if the ACL has no rules at all, so every topic and pattern is allowed and deliveries
-    /// need no filtering.
+    /// True if the ACL has no allow or deny rules, so every topic and pattern is allowed and
+    /// deliveries need no filtering (publish globs do not restrict receiving).
     pub fn is_unrestricted(&self) -> bool {
         self.allow.is_empty() && self.deny.is_empty()
     }
@@ -228,9 +259,54 @@ mod tests {
             TopicAcl::from_claim(&json!({"allow": "a:*"})),
             Some(TopicAcl::default())
         );
+        assert!(a.publish().is_empty());
         for not_object in [json!(null), json!([]), json!("a:*"), json!(1)] {
             assert_eq!(TopicAcl::from_claim(&not_object), None, "{not_object}");
         }
+    }
+
+    #[test]
+    fn from_claim_reads_the_publish_globs() {
+        let v = json!({"allow": ["chat:*"], "publish": ["chat:*", 7, "news"]});
+        let a = TopicAcl::from_claim(&v).unwrap();
+        assert_eq!(a.publish(), ["chat:*", "news"]);
+        assert_eq!(a.allow(), ["chat:*"]);
+    }
+
+    #[test]
+    fn allows_publish_table() {
+        let cases: [(&[&str], &[&str], &str, bool); 8] = [
+            // An empty publish list allows nothing, whatever the allow list says.
+            (&[], &[], "chat:lobby", false),
+            (&["chat:*"], &[], "chat:lobby", true),
+            (&["chat:*"], &[], "news:today", false),
+            (&["chat:*"], &["chat:admin"], "chat:admin", false),
+            (&["chat:*"], &["chat:admin"], "chat:lobby", true),
+            (&["*"], &["*"], "x", false),
+            (&["user:?"], &[], "user:1", true),
+            (&["user:?"], &[], "user:12", false),
+        ];
+        for (publish, deny, topic, want) in cases {
+            let a = acl(&[], deny).with_publish(publish.iter().map(|s| (*s).to_owned()).collect());
+            assert_eq!(
+                a.allows_publish(topic),
+                want,
+                "{publish:?} {deny:?} {topic}"
+            );
+        }
+    }
+
+    #[test]
+    fn publish_globs_do_not_widen_or_narrow_receiving() {
+        let a = acl(&["chat:*"], &[]).with_publish(vec!["news:*".to_owned()]);
+        assert!(!a.allows_topic("news:today"));
+        assert!(a.allows_topic("chat:lobby"));
+        assert!(!a.allows_publish("chat:lobby"));
+        assert!(
+            TopicAcl::default()
+                .with_publish(vec!["x".into()])
+                .is_unrestricted()
+        );
     }
 
     #[test]
