@@ -132,8 +132,17 @@ async fn demo_subscriber(addr: std::net::SocketAddr) -> mpsc::Receiver<String> {
             .expect("the server answers in time")
             .expect("the socket stays open")
             .expect("a valid frame");
-        if let Message::Text(text) = frame {
-            return serde_json::from_str::<Value>(&text).expect("text frames are JSON");
+        match frame {
+            Message::Text(text) => {
+                return serde_json::from_str::<Value>(&text).expect("text frames are JSON");
+            }
+            // `send_event` output (the subscription ack among it) is binary JSON.
+            Message::Binary(data) => {
+                if let Ok(value) = serde_json::from_slice::<Value>(&data) {
+                    return value;
+                }
+            }
+            _ => {}
         }
     };
     while next_json().await["t"] != "server_ready" {}

@@ -401,20 +401,21 @@ function subscribe() {
 
 async function onFrame(data) {
   if (typeof data === 'string') return onText(data);
+  // Binary frames are `send_event` output (the subscription ack among it): JSON, or `C:` + zlib.
   const bytes = new Uint8Array(data);
   if (bytes[0] === 0x43 && bytes[1] === 0x3a) {
-    // `C:` + zlib: send_event output above the compression threshold.
     const text = await inflate(bytes.subarray(2));
-    return addLine('binary', `compressed (${bytes.length} bytes)` + (text === null ? '' : ': ' + text));
+    if (text === null) return addLine('binary', `compressed (${bytes.length} bytes)`);
+    return onText(text);
   }
   if (bytes[0] === 0x4d && bytes[1] === 0x3a) return addLine('binary', `msgpack (${bytes.length} bytes)`);
+  let text;
   try {
-    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-    JSON.parse(text);
-    addLine('binary', text);
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
-    addLine('binary', `binary (${bytes.length} bytes)`);
+    return addLine('binary', `binary (${bytes.length} bytes)`);
   }
+  return onText(text);
 }
 
 // zlib (RFC 1950) is what DecompressionStream calls 'deflate'. Null when unavailable or corrupt.
