@@ -5,7 +5,9 @@
 //! and `pytest`); otherwise a virtualenv is created once under `target/interop-venv` and the
 //! pinned packages are installed from PyPI.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -15,45 +17,6 @@ use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 
 const SECRET: &[u8] = b"interop-secret-that-is-at-least-32-bytes!";
-const PINNED: &[&str] = &["wse-client[msgpack]==2.5.1", "pytest>=8,<10"];
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WSE_INTEROP_PYTHON") {
-        return PathBuf::from(p);
-    }
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/interop-venv");
-    let py = target.join("bin/python");
-    let stamp = target.join("installed.txt");
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(&PINNED.join("\n")) {
-        return py;
-    }
-    let status = Command::new("python3")
-        .args(["-m", "venv", "--clear"])
-        .arg(&target)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "python3 -m venv failed: install python3-venv"
-    );
-    let status = Command::new(&py)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(PINNED)
-        .status()
-        .expect("pip runs");
-    assert!(
-        status.success(),
-        "pip install {PINNED:?} failed (needs PyPI)"
-    );
-    std::fs::write(&stamp, PINNED.join("\n")).expect("stamp written");
-    py
-}
-
 /// Answers `interop_request` with the three framings the suite checks.
 async fn respond(server: &ServerHandle) {
     while let Some(ev) = server.next_event(Duration::from_secs(120)).await {
@@ -77,7 +40,7 @@ async fn respond(server: &ServerHandle) {
 
 #[test]
 fn the_published_python_client_interoperates() {
-    let py = python();
+    let py = common::python();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
