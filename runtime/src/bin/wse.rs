@@ -19,12 +19,13 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tracing::{info, warn};
 use wse_core::auth::encode_jwt;
 use wse_core::config::{JwtAlgorithm, JwtSettings};
 use wse_runtime::server::ServerHandle;
 use wse_runtime::standalone::app::{self, AppPolicy};
+use wse_runtime::standalone::claims::standard_claims;
 use wse_runtime::standalone::config::{self, Cli, Command, Loaded, TokenArgs};
 use wse_runtime::standalone::http_service;
 
@@ -97,8 +98,7 @@ fn mint(
     if sub.is_empty() {
         return Err("--sub must not be empty".into());
     }
-    let mut claims = Map::new();
-    for (name, value) in extra {
+    for (name, _) in extra {
         let set_by_server =
             (name == "iss" && jwt.issuer.is_some()) || (name == "aud" && jwt.audience.is_some());
         if matches!(name.as_str(), "sub" | "exp" | "iat") || set_by_server {
@@ -107,21 +107,13 @@ fn mint(
                  jwt_issuer/jwt_audience)"
             ));
         }
-        claims.insert(name.clone(), value.clone());
     }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_err(|_| "the system clock is before 1970".to_owned())?
         .as_secs();
-    claims.insert("sub".into(), Value::from(sub));
-    claims.insert("iat".into(), Value::from(now));
-    claims.insert("exp".into(), Value::from(now.saturating_add(ttl_secs)));
-    if let Some(iss) = &jwt.issuer {
-        claims.insert("iss".into(), Value::from(iss.as_str()));
-    }
-    if let Some(aud) = &jwt.audience {
-        claims.insert("aud".into(), Value::from(aud.as_str()));
-    }
+    let mut claims = standard_claims(jwt, sub, ttl_secs, now);
+    claims.extend(extra.iter().cloned());
     encode_jwt(&claims, key, jwt.algorithm, jwt.key_id.as_deref()).map_err(|e| e.to_string())
 }
 

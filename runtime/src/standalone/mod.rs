@@ -7,10 +7,12 @@
 //! | `app` | the built-in client protocol: `subscription_update` (with recovery) answered by the server, optional client publish |
 //! | `http_api` | the HTTP API on the WebSocket port (`Authorization: apikey …`) |
 //! | `console` | the live console page, static files embedded in the binary |
+//! | `claims` | the claims of the tokens the server mints |
 //!
 //! Everything here is a client of [`crate::server::Server`]: no private access to the engine.
 
 pub mod app;
+pub mod claims;
 pub mod config;
 pub mod console;
 pub mod http_api;

@@ -63,15 +63,7 @@ fn hs256(jwt: Option<&JwtSettings>) -> Result<&JwtSettings, ApiError> {
 
 /// Signs the claims of a token for `sub`.
 fn mint(jwt: &JwtSettings, sub: &str, ttl_secs: u64, now: u64) -> Result<String, ApiError> {
-    let mut claims = Map::new();
-    claims.insert("sub".into(), sub.into());
-    claims.insert("iat".into(), now.into());
-    claims.insert("exp".into(), now.saturating_add(ttl_secs).into());
-    for (claim, value) in [("iss", &jwt.issuer), ("aud", &jwt.audience)] {
-        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            claims.insert(claim.into(), v.into());
-        }
-    }
+    let claims = crate::standalone::claims::standard_claims(jwt, sub, ttl_secs, now);
     encode_jwt(
         &claims,
         &jwt.secret,
