@@ -43,6 +43,10 @@ use raw::{OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWs, client
 /// cases), or a zlib bomb inflated in full (138 MiB per frame, four frames at once).
 const MEMORY_SLACK: u64 = 64 << 20;
 
+/// What the server's event queue may hold in bytes with the default `max_message_size`
+/// (docs/runtime.md).
+const INBOUND_QUEUE_BUDGET: u64 = wse_runtime::server::INBOUND_QUEUE_MIN_BYTES as u64;
+
 /// The close code a peer's Close is echoed with (the server's normal close).
 const NORMAL: u16 = 1000;
 
@@ -876,5 +880,59 @@ async fn binary_bombs_are_capped_or_delivered_as_bin_without_large_allocation() 
     let published = feed.finish().await;
     assert_eq!(witness.finish().await, published);
     h.assert_still_serving("after-bombs", None).await;
+    h.server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_messages_nobody_consumes_are_bounded_in_bytes_not_only_in_events() {
+    // The application is slow (nobody takes events) while one client sends 1 MiB messages —
+    // well within max_message_size and the inbound rate limit. The event queue holds 131 072
+    // events; it must not hold 131 072 MiB.
+    const MESSAGE: usize = 1 << 20; // the default max_message_size
+    const MESSAGES: usize = 256;
+    let h = Harness::start_unconsumed(|_| {}).await;
+    let witness = Witness::join(&h, "feed", None).await;
+    let feed = Feed::start(&h.server, "feed", &witness, 0, Duration::from_millis(2));
+    let mut hoarder = RawWs::connect(h.addr(), &tag_header("hoarder")).await;
+    let id = registered(&h, "hoarder").await;
+    let rss_before = harness::rss_bytes();
+    harness::reset_peak_rss();
+
+    // An all-zero mask keeps the client cheap; the server unmasks all the same.
+    let frame = client_frame(true, 0, OP_BINARY, &vec![0xab; MESSAGE], Some([0; 4]), None);
+    for _ in 0..MESSAGES {
+        hoarder.send(&frame).await.expect("sent");
+    }
+    let received = format!("\nwse_messages_received_total {MESSAGES}\n");
+    h.wait_until("every message read", Duration::from_secs(30), |h| {
+        h.server.prometheus_metrics().contains(&received)
+    })
+    .await;
+    let peak = harness::peak_rss_bytes();
+    report(&format!("{MESSAGES} MiB of unconsumed events"), rss_before, peak);
+    assert!(h.server.inbound_dropped() > 0, "the queue refused some of them");
+    assert!(
+        peak < rss_before + INBOUND_QUEUE_BUDGET + MEMORY_SLACK,
+        "the queue held more than its byte budget"
+    );
+
+    // The application catches up: what was kept is bounded, and the hoarder is still open.
+    h.pull().await;
+    let kept: usize = data_events(&h, id)
+        .iter()
+        .map(|e| match e {
+            ServerEvent::Bin(_, b) => b.len(),
+            other => panic!("only binary from the hoarder: {other:?}"),
+        })
+        .sum();
+    assert!(kept as u64 <= INBOUND_QUEUE_BUDGET, "{kept} bytes kept");
+    assert!(kept >= MESSAGE, "not everything dropped");
+    assert!(h.server.connections().contains(&id));
+    hoarder.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes())).await.expect("close");
+    assert_eq!(hoarder.close_code().await, Some(NORMAL));
+
+    let published = feed.finish().await;
+    assert_eq!(witness.finish().await, published);
+    h.assert_still_serving("after-hoarder", None).await;
     h.server.stop().await;
 }

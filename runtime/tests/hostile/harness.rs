@@ -40,6 +40,9 @@ const FEED_AHEAD: usize = 16;
 pub(crate) struct Harness {
     pub(crate) server: ServerHandle,
     events: Arc<Mutex<Vec<ServerEvent>>>,
+    /// Events are taken from the queue only when the harness looks for one ([`Harness::pull`])
+    /// instead of by a callback: the application is slow, and the server's queue fills up.
+    pulls: bool,
 }
 
 impl Harness {
@@ -57,7 +60,38 @@ impl Harness {
             .set_event_callback(move |e| sink.lock().expect("event log").push(e))
             .await;
         assert!(installed, "the event callback is the only consumer");
-        Harness { server, events }
+        Harness {
+            server,
+            events,
+            pulls: false,
+        }
+    }
+
+    /// [`Harness::start`] without a callback: events stay in the server's queue until
+    /// [`Harness::pull`] (called by [`Harness::conn_of`]) takes them.
+    pub(crate) async fn start_unconsumed(configure: impl FnOnce(&mut ServerConfig)) -> Harness {
+        let mut config = ServerConfig {
+            port: 0,
+            ..Default::default()
+        };
+        configure(&mut config);
+        let server = ServerHandle::start(&config).await.expect("server starts");
+        Harness {
+            server,
+            events: Arc::new(Mutex::new(Vec::new())),
+            pulls: true,
+        }
+    }
+
+    /// Moves whatever the server queued into the log (only for [`Harness::start_unconsumed`]).
+    pub(crate) async fn pull(&self) {
+        if self.pulls {
+            let batch = self
+                .server
+                .next_events(usize::MAX, Duration::from_millis(1))
+                .await;
+            self.events.lock().expect("event log").extend(batch);
+        }
     }
 
     /// The server's address.
@@ -89,13 +123,19 @@ impl Harness {
 
     /// The id of the connection whose connect event carried the cookie `hostile_tag=<tag>`.
     pub(crate) async fn conn_of(&self, tag: &str) -> ConnId {
-        let mut found = None;
-        self.wait_until(&format!("the connect event of {tag}"), WAIT, |h| {
-            found = h.with_events(|evs| evs.iter().find_map(|e| connect_with_tag(e, tag)));
-            found.is_some()
-        })
-        .await;
-        found.expect("found above")
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.pull().await;
+            let found = self.with_events(|evs| evs.iter().find_map(|e| connect_with_tag(e, tag)));
+            if let Some(id) = found {
+                return id;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no connect event of {tag} within {WAIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// How many connect events (plain or authenticated) were recorded.
