@@ -55,7 +55,10 @@ fn mib(bytes: u64) -> f64 {
 }
 
 /// Prints a measured figure (shown with `--nocapture`): the numbers behind the bounds.
-#[allow(clippy::print_stderr, reason = "the measurements are part of the suite's output")]
+#[allow(
+    clippy::print_stderr,
+    reason = "the measurements are part of the suite's output"
+)]
 fn report(what: &str, before: u64, after: u64) {
     eprintln!(
         "[hostile] {what}: {:.1} MiB -> {:.1} MiB ({:+.1} MiB)",
@@ -160,7 +163,11 @@ async fn slowloris_handshakes_are_dropped_at_the_upgrade_timeout_and_block_nobod
         h.server.connection_count() == 0
     })
     .await;
-    assert_eq!(h.connects(), 4, "slowloris sockets never became connections");
+    assert_eq!(
+        h.connects(),
+        4,
+        "slowloris sockets never became connections"
+    );
     h.server.stop().await;
 }
 
@@ -248,22 +255,58 @@ fn frame_cases(limit: usize) -> Vec<FrameCase> {
     let m = Some([1, 2, 3, 4]);
     let case = |name, bytes, code| FrameCase { name, bytes, code };
     let mut cases = vec![
-        case("unmasked text", client_frame(true, 0, OP_TEXT, b"{}", None, None), 1002),
-        case("unmasked close", client_frame(true, 0, OP_CLOSE, &[3, 232], None, None), 1002),
-        case("unmasked empty ping", client_frame(true, 0, OP_PING, b"", None, None), 1002),
+        case(
+            "unmasked text",
+            client_frame(true, 0, OP_TEXT, b"{}", None, None),
+            1002,
+        ),
+        case(
+            "unmasked close",
+            client_frame(true, 0, OP_CLOSE, &[3, 232], None, None),
+            1002,
+        ),
+        case(
+            "unmasked empty ping",
+            client_frame(true, 0, OP_PING, b"", None, None),
+            1002,
+        ),
         case("ping over 125 bytes", masked(OP_PING, &[7; 126]), 1002),
-        case("fragmented ping", client_frame(false, 0, OP_PING, b"p", m, None), 1002),
+        case(
+            "fragmented ping",
+            client_frame(false, 0, OP_PING, b"p", m, None),
+            1002,
+        ),
         case("continuation of nothing", masked(OP_CONT, b"x"), 1002),
         case(
             "new message inside a fragmented one",
-            [client_frame(false, 0, OP_TEXT, b"a", m, None), masked(OP_TEXT, b"b")].concat(),
+            [
+                client_frame(false, 0, OP_TEXT, b"a", m, None),
+                masked(OP_TEXT, b"b"),
+            ]
+            .concat(),
             1002,
         ),
         case("one-byte close payload", masked(OP_CLOSE, &[3]), 1002),
-        case("close code 1005 on the wire", masked(OP_CLOSE, &1005u16.to_be_bytes()), 1002),
-        case("close code 999", masked(OP_CLOSE, &999u16.to_be_bytes()), 1002),
-        case("close code 5000", masked(OP_CLOSE, &5000u16.to_be_bytes()), 1002),
-        case("close reason not UTF-8", masked(OP_CLOSE, &[3, 232, 0xff]), 1002),
+        case(
+            "close code 1005 on the wire",
+            masked(OP_CLOSE, &1005u16.to_be_bytes()),
+            1002,
+        ),
+        case(
+            "close code 999",
+            masked(OP_CLOSE, &999u16.to_be_bytes()),
+            1002,
+        ),
+        case(
+            "close code 5000",
+            masked(OP_CLOSE, &5000u16.to_be_bytes()),
+            1002,
+        ),
+        case(
+            "close reason not UTF-8",
+            masked(OP_CLOSE, &[3, 232, 0xff]),
+            1002,
+        ),
         case(
             "frame header over the limit (no payload sent)",
             client_frame(true, 0, OP_BINARY, b"", m, Some(limit as u64 + 1)),
@@ -294,28 +337,60 @@ fn frame_cases(limit: usize) -> Vec<FrameCase> {
             .concat(),
             1009,
         ),
-        case("text not UTF-8", masked(OP_TEXT, &[b'{', 0xff, 0xfe, b'}']), 1007),
-        case("text with a lone surrogate", masked(OP_TEXT, &[0xed, 0xa0, 0x80]), 1007),
         case(
-            "UTF-8 broken across fragments",
-            [client_frame(false, 0, OP_TEXT, b"caf\xc3", m, None), masked(OP_CONT, b"(")].concat(),
+            "text not UTF-8",
+            masked(OP_TEXT, &[b'{', 0xff, 0xfe, b'}']),
             1007,
         ),
-        case("text cut inside a character", masked(OP_TEXT, b"caf\xc3"), 1007),
-        case("garbage: ASCII", b"hello, this is not a frame\r\n".to_vec(), 1002),
+        case(
+            "text with a lone surrogate",
+            masked(OP_TEXT, &[0xed, 0xa0, 0x80]),
+            1007,
+        ),
+        case(
+            "UTF-8 broken across fragments",
+            [
+                client_frame(false, 0, OP_TEXT, b"caf\xc3", m, None),
+                masked(OP_CONT, b"("),
+            ]
+            .concat(),
+            1007,
+        ),
+        case(
+            "text cut inside a character",
+            masked(OP_TEXT, b"caf\xc3"),
+            1007,
+        ),
+        case(
+            "garbage: ASCII",
+            b"hello, this is not a frame\r\n".to_vec(),
+            1002,
+        ),
         case(
             "garbage: a second HTTP request",
             raw::upgrade_request("").into_bytes(),
             1002,
         ),
         case("garbage: zeros", vec![0; 64], 1002),
-        case("garbage: TLS record", vec![0x16, 0x03, 0x01, 0x00, 0x2f, 0x01], 1002),
+        case(
+            "garbage: TLS record",
+            vec![0x16, 0x03, 0x01, 0x00, 0x2f, 0x01],
+            1002,
+        ),
     ];
     for rsv in 1..=7 {
-        cases.push(case("RSV bits", client_frame(true, rsv, OP_TEXT, b"{}", m, None), 1002));
+        cases.push(case(
+            "RSV bits",
+            client_frame(true, rsv, OP_TEXT, b"{}", m, None),
+            1002,
+        ));
     }
     for op in (0x3..=0x7).chain(0xb..=0xf) {
-        cases.push(case("reserved opcode", client_frame(true, 0, op, b"", m, None), 1002));
+        cases.push(case(
+            "reserved opcode",
+            client_frame(true, 0, op, b"", m, None),
+            1002,
+        ));
     }
     cases
 }
@@ -333,10 +408,54 @@ async fn frame_violations_and_garbage_after_the_upgrade_close_with_their_codes()
         let id = registered(&h, &tag).await;
         let _ = ws.send(&case.bytes).await;
         let (code, before) = ws.close_code_after().await;
-        assert_eq!(code, Some(case.code), "{} (#{i}), frames before: {before:?}", case.name);
+        assert_eq!(
+            code,
+            Some(case.code),
+            "{} (#{i}), frames before: {before:?}",
+            case.name
+        );
         gone(&h, id).await;
         assert_eq!(data_events(&h, id), [], "{}: nothing delivered", case.name);
     }
+
+    // Frames pipelined in the same write as the upgrade request are judged the same way.
+    for (tail, code) in [
+        (client_frame(true, 0, OP_TEXT, b"{}", None, None), 1002),
+        (masked(OP_TEXT, b"pipelined"), NORMAL),
+    ] {
+        let mut s = TcpStream::connect(h.addr()).await.expect("connect");
+        let head = raw::upgrade_request(&tag_header("pipelined"));
+        let mut bytes = [head.as_bytes(), &tail].concat();
+        if code == NORMAL {
+            bytes.extend_from_slice(&masked(OP_CLOSE, &NORMAL.to_be_bytes()));
+        }
+        s.write_all(&bytes).await.expect("written");
+        let mut answer = Vec::new();
+        while tokio::time::timeout(WAIT, s.read_buf(&mut answer))
+            .await
+            .expect("answered")
+            .is_ok_and(|n| n > 0)
+        {}
+        let end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("a head")
+            + 4;
+        assert!(answer.starts_with(b"HTTP/1.1 101 "));
+        let close = &answer[end..];
+        assert_eq!(
+            close[0],
+            0x80 | OP_CLOSE,
+            "only the close after the 101: {close:?}"
+        );
+        assert_eq!(u16::from_be_bytes([close[2], close[3]]), code);
+    }
+    let pipelined = h.with_events(|evs| {
+        evs.iter()
+            .filter(|e| matches!(e, ServerEvent::Raw(_, t) if t == "pipelined"))
+            .count()
+    });
+    assert_eq!(pipelined, 1, "the valid pipelined message was delivered");
 
     // Controls: what a correct client may do is not refused.
     let mut ok = RawWs::connect(h.addr(), &tag_header("frame-controls")).await;
@@ -354,9 +473,14 @@ async fn frame_violations_and_garbage_after_the_upgrade_close_with_their_codes()
     .concat();
     ok.send(&controls).await.expect("controls sent");
     let pong = ok.next_frame().await.expect("the pong");
-    assert_eq!((pong.opcode, &pong.payload[..]), (OP_PONG, &b"between fragments"[..]));
-    h.wait_until("the controls delivered", WAIT, |h| data_events(h, id).len() == 3)
-        .await;
+    assert_eq!(
+        (pong.opcode, &pong.payload[..]),
+        (OP_PONG, &b"between fragments"[..])
+    );
+    h.wait_until("the controls delivered", WAIT, |h| {
+        data_events(h, id).len() == 3
+    })
+    .await;
     assert_eq!(
         data_events(&h, id),
         [
@@ -365,19 +489,24 @@ async fn frame_violations_and_garbage_after_the_upgrade_close_with_their_codes()
             ServerEvent::Bin(id, vec![0x42; LIMIT].into()),
         ]
     );
-    ok.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes())).await.expect("close sent");
+    ok.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes()))
+        .await
+        .expect("close sent");
     assert_eq!(ok.close_code().await, Some(NORMAL));
 
     let published = feed.finish().await;
     assert_eq!(witness.finish().await, published);
     h.assert_still_serving("after-frames", None).await;
-    h.wait_until("no connection left", WAIT, |h| h.server.connection_count() == 0)
-        .await;
+    h.wait_until("no connection left", WAIT, |h| {
+        h.server.connection_count() == 0
+    })
+    .await;
     h.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_floods_are_answered_while_read_and_cut_off_at_the_budget_when_not() {
+    let _alone = harness::measuring_memory().await;
     const BUDGET: usize = 128 * 1024;
     let h = Harness::start(|c| c.max_outbound_queue_bytes = BUDGET).await;
     let witness = Witness::join(&h, "feed", None).await;
@@ -405,10 +534,16 @@ async fn ping_floods_are_answered_while_read_and_cut_off_at_the_budget_when_not(
         }
         let pong = reader.next_frame().await.expect("a pong");
         assert_eq!(pong.opcode, OP_PONG);
-        assert_eq!(pong.payload[..10], format!("{answered:>10}").into_bytes()[..]);
+        assert_eq!(
+            pong.payload[..10],
+            format!("{answered:>10}").into_bytes()[..]
+        );
         answered += 1;
     }
-    reader.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes())).await.expect("close");
+    reader
+        .send(&masked(OP_CLOSE, &NORMAL.to_be_bytes()))
+        .await
+        .expect("close");
     assert_eq!(reader.close_code().await, Some(NORMAL));
 
     // A flooder that never reads: its pongs pile up until the budget, then 1013.
@@ -429,23 +564,42 @@ async fn ping_floods_are_answered_while_read_and_cut_off_at_the_budget_when_not(
     assert_eq!(code, Some(1013), "after {} pongs of {sent}", before.len());
     for (n, pong) in before.iter().enumerate() {
         assert_eq!(pong.opcode, OP_PONG);
-        assert_eq!(pong.payload[..10], format!("{n:>10}").into_bytes()[..], "in order");
+        assert_eq!(
+            pong.payload[..10],
+            format!("{n:>10}").into_bytes()[..],
+            "in order"
+        );
     }
-    assert!(before.len() < sent, "the server stopped answering at the budget");
+    assert!(
+        before.len() < sent,
+        "the server stopped answering at the budget"
+    );
     gone(&h, sloth_id).await;
     let peak = harness::peak_rss_bytes();
-    report(&format!("ping floods ({} pings unread)", sent), rss_before, peak);
-    assert!(peak < rss_before + MEMORY_SLACK, "peak RSS bounded by the budget");
+    report(
+        &format!("ping floods ({} pings unread)", sent),
+        rss_before,
+        peak,
+    );
+    assert!(
+        peak < rss_before + MEMORY_SLACK,
+        "peak RSS bounded by the budget"
+    );
 
     let published = feed.finish().await;
     assert_eq!(witness.finish().await, published);
     h.assert_still_serving("after-ping-floods", None).await;
-    assert_eq!(h.server.slow_consumer_drops(), drops_before + 1, "only the sloth");
+    assert_eq!(
+        h.server.slow_consumer_drops(),
+        drops_before + 1,
+        "only the sloth"
+    );
     h.server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_inbound_flood_gets_rate_limited_then_4429_after_the_grace() {
+    let _alone = harness::measuring_memory().await;
     const CAPACITY: f64 = 20.0;
     const REFILL: f64 = 10.0;
     const GRACE: Duration = Duration::from_millis(1500);
@@ -472,7 +626,10 @@ async fn an_inbound_flood_gets_rate_limited_then_4429_after_the_grace() {
     let started = tokio::time::Instant::now();
     let (mut sent, mut warned, mut code) = (0usize, 0usize, None);
     while code.is_none() {
-        assert!(started.elapsed() < GRACE * 8, "no 4429 after {sent} messages");
+        assert!(
+            started.elapsed() < GRACE * 8,
+            "no 4429 after {sent} messages"
+        );
         let batch: Vec<u8> = (sent..sent + 50)
             .flat_map(|i| masked(OP_TEXT, format!(r#"{{"t":"flood","p":{i}}}"#).as_bytes()))
             .collect();
@@ -494,8 +651,14 @@ async fn an_inbound_flood_gets_rate_limited_then_4429_after_the_grace() {
     let elapsed = started.elapsed();
     assert_eq!(code, Some(4429));
     assert!(warned >= 1, "a RATE_LIMITED error came before the close");
-    assert!(warned <= elapsed.as_secs() as usize + 1, "at most one a second: {warned}");
-    assert!(elapsed >= GRACE, "closed after {elapsed:?}, inside the grace");
+    assert!(
+        warned <= elapsed.as_secs() as usize + 1,
+        "at most one a second: {warned}"
+    );
+    assert!(
+        elapsed >= GRACE,
+        "closed after {elapsed:?}, inside the grace"
+    );
     gone(&h, flooder_id).await;
     let accepted = data_events(&h, flooder_id).len();
     let allowed = CAPACITY + REFILL * (elapsed.as_secs_f64() + 1.0);
@@ -509,15 +672,25 @@ async fn an_inbound_flood_gets_rate_limited_then_4429_after_the_grace() {
     assert_eq!(first.json().expect("JSON")["p"]["code"], "RATE_LIMITED");
     assert_eq!(data_events(&h, burst_id).len(), CAPACITY as usize);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    burst.send(&masked(OP_TEXT, br#"{"t":"later"}"#)).await.expect("sent");
+    burst
+        .send(&masked(OP_TEXT, br#"{"t":"later"}"#))
+        .await
+        .expect("sent");
     h.wait_until("the burst client's later message", WAIT, |h| {
         data_events(h, burst_id).len() == CAPACITY as usize + 1
     })
     .await;
-    assert!(h.server.connections().contains(&burst_id), "not closed for one burst");
+    assert!(
+        h.server.connections().contains(&burst_id),
+        "not closed for one burst"
+    );
 
     let rss_after = harness::rss_bytes();
-    report(&format!("inbound flood ({sent} messages)"), rss_before, rss_after);
+    report(
+        &format!("inbound flood ({sent} messages)"),
+        rss_before,
+        rss_after,
+    );
     assert!(rss_after < rss_before + MEMORY_SLACK);
     let published = feed.finish().await;
     assert_eq!(witness.finish().await, published);
@@ -531,7 +704,9 @@ async fn cycle(addr: std::net::SocketAddr, i: usize) -> bool {
         0 => {
             // Graceful: Close from the client, echoed by the server.
             let mut ws = RawWs::connect(addr, "").await;
-            ws.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes())).await.expect("close");
+            ws.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes()))
+                .await
+                .expect("close");
             assert_eq!(ws.close_code().await, Some(NORMAL));
             true
         }
@@ -558,6 +733,7 @@ async fn cycle(addr: std::net::SocketAddr, i: usize) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_connect_close_cycles_leave_no_connection_event_or_memory_behind() {
+    let _alone = harness::measuring_memory().await;
     const CYCLES: usize = 2000;
     const WORKERS: usize = 16;
     let h = Harness::start(|_| {}).await;
@@ -585,13 +761,19 @@ async fn thousands_of_connect_close_cycles_leave_no_connection_event_or_memory_b
 
     let published = feed.finish().await;
     assert_eq!(witness.finish().await, published);
-    h.wait_until("every connection gone", WAIT, |h| h.server.connection_count() == 0)
-        .await;
+    h.wait_until("every connection gone", WAIT, |h| {
+        h.server.connection_count() == 0
+    })
+    .await;
     h.wait_until("a disconnect for every connect", WAIT, |h| {
         h.disconnects() == h.connects()
     })
     .await;
-    assert_eq!(h.connects(), upgraded + 1, "one connect per upgrade (+ the witness)");
+    assert_eq!(
+        h.connects(),
+        upgraded + 1,
+        "one connect per upgrade (+ the witness)"
+    );
     let health = h.server.health_snapshot();
     assert_eq!(health["connections"], 0);
     assert_eq!(health["inbound_dropped"], 0);
@@ -599,10 +781,17 @@ async fn thousands_of_connect_close_cycles_leave_no_connection_event_or_memory_b
     assert!(metrics.contains("\nwse_connections 0\n"), "{metrics}");
     let accepted = format!("\nwse_connections_accepted_total {}\n", upgraded + 1);
     assert!(metrics.contains(&accepted), "{metrics}");
-    assert!(metrics.contains("\nwse_connections_rejected_total 0\n"), "{metrics}");
+    assert!(
+        metrics.contains("\nwse_connections_rejected_total 0\n"),
+        "{metrics}"
+    );
 
     let (rss_after, fds_after) = (harness::rss_bytes(), harness::open_fds());
-    report(&format!("{CYCLES} connect/close cycles"), rss_before, rss_after);
+    report(
+        &format!("{CYCLES} connect/close cycles"),
+        rss_before,
+        rss_after,
+    );
     assert!(rss_after < rss_before + MEMORY_SLACK);
     // Other tests of this file hold sockets too (slowloris: 128); a leak here is ≥ 1 500.
     assert!(
@@ -615,6 +804,7 @@ async fn thousands_of_connect_close_cycles_leave_no_connection_event_or_memory_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_gets_1013_while_the_witness_gets_every_large_message() {
+    let _alone = harness::measuring_memory().await;
     const BUDGET: usize = 256 * 1024;
     let h = Harness::start(|c| c.max_outbound_queue_bytes = BUDGET).await;
     let witness = Witness::join(&h, "big", None).await;
@@ -635,7 +825,11 @@ async fn a_client_that_never_reads_gets_1013_while_the_witness_gets_every_large_
     let published = feed.finish().await;
     assert_eq!(witness.finish().await, published);
     let peak = harness::peak_rss_bytes();
-    report(&format!("{published} × 10 KB past a sloth"), rss_before, peak);
+    report(
+        &format!("{published} × 10 KB past a sloth"),
+        rss_before,
+        peak,
+    );
     assert!(peak < rss_before + MEMORY_SLACK);
 
     // The sloth finally reads: a prefix of the ticks, in order, then 1013.
@@ -647,7 +841,11 @@ async fn a_client_that_never_reads_gets_1013_while_the_witness_gets_every_large_
     }
     assert!(ticks.len() < published, "cut off before the end");
     gone(&h, sloth_id).await;
-    assert_eq!(h.server.slow_consumer_drops(), 1, "the witness was never over budget");
+    assert_eq!(
+        h.server.slow_consumer_drops(),
+        1,
+        "the witness was never over budget"
+    );
     h.assert_still_serving("after-sloth", None).await;
     h.server.stop().await;
 }
@@ -663,8 +861,7 @@ fn forged(header: &Value, claims: &Value, signature: &str) -> String {
 
 /// Unpadded base64url (RFC 4648 §5).
 fn base64_url(text: &str) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let bytes = text.as_bytes();
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -715,45 +912,160 @@ async fn bad_tokens_of_every_kind_get_4401_and_no_connect_event() {
         ("no token at all", vec![], required),
         ("garbage", cookie("garbage").into(), failed),
         ("three garbage parts", cookie("a.b.c").into(), failed),
-        ("wrong key", cookie(&token_with(&json!({"sub": "mallory", "exp": exp}),
-            b"another-secret-that-is-also-32-bytes-long")).into(), failed),
-        ("expired", cookie(&token_with(&json!({"sub": "mallory", "exp": now - 3600}),
-            SECRET)).into(), failed),
-        ("no exp", cookie(&token_with(&json!({"sub": "mallory"}), SECRET)).into(), failed),
-        ("nbf in the future", cookie(&token_with(
-            &json!({"sub": "mallory", "exp": exp, "nbf": now + 3600}), SECRET)).into(), failed),
-        ("iat in the future", cookie(&token_with(
-            &json!({"sub": "mallory", "exp": exp, "iat": now + 3600}), SECRET)).into(), failed),
-        ("alg none", cookie(&forged(&json!({"alg": "none", "typ": "JWT"}),
-            &json!({"sub": "mallory", "exp": exp}), "")).into(), failed),
-        ("alg none with a valid signature", cookie(&forged(&json!({"alg": "none"}),
-            &json!({"sub": "mallory", "exp": exp}), &good_sig)).into(), failed),
-        ("alg HS512", cookie(&hs512_token(&json!({"sub": "mallory", "exp": exp}))).into(),
-            failed),
-        ("alg RS256 over an HMAC", cookie(&forged(&json!({"alg": "RS256"}),
-            &json!({"sub": "mallory", "exp": exp}), &good_sig)).into(), failed),
-        ("claims swapped under a valid signature", cookie(&forged(&hs256,
-            &json!({"sub": "admin", "exp": exp}), &good_sig)).into(), failed),
-        ("missing sub", cookie(&token_with(&json!({"exp": exp}), SECRET)).into(), failed),
-        ("empty sub", cookie(&token_with(&json!({"sub": "", "exp": exp}), SECRET)).into(),
-            failed),
-        ("numeric sub", cookie(&token_with(&json!({"sub": 42, "exp": exp}), SECRET)).into(),
-            failed),
+        (
+            "wrong key",
+            cookie(&token_with(
+                &json!({"sub": "mallory", "exp": exp}),
+                b"another-secret-that-is-also-32-bytes-long",
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "expired",
+            cookie(&token_with(
+                &json!({"sub": "mallory", "exp": now - 3600}),
+                SECRET,
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "no exp",
+            cookie(&token_with(&json!({"sub": "mallory"}), SECRET)).into(),
+            failed,
+        ),
+        (
+            "nbf in the future",
+            cookie(&token_with(
+                &json!({"sub": "mallory", "exp": exp, "nbf": now + 3600}),
+                SECRET,
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "iat in the future",
+            cookie(&token_with(
+                &json!({"sub": "mallory", "exp": exp, "iat": now + 3600}),
+                SECRET,
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "alg none",
+            cookie(&forged(
+                &json!({"alg": "none", "typ": "JWT"}),
+                &json!({"sub": "mallory", "exp": exp}),
+                "",
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "alg none with a valid signature",
+            cookie(&forged(
+                &json!({"alg": "none"}),
+                &json!({"sub": "mallory", "exp": exp}),
+                &good_sig,
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "alg HS512",
+            cookie(&hs512_token(&json!({"sub": "mallory", "exp": exp}))).into(),
+            failed,
+        ),
+        (
+            "alg RS256 over an HMAC",
+            cookie(&forged(
+                &json!({"alg": "RS256"}),
+                &json!({"sub": "mallory", "exp": exp}),
+                &good_sig,
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "claims swapped under a valid signature",
+            cookie(&forged(
+                &hs256,
+                &json!({"sub": "admin", "exp": exp}),
+                &good_sig,
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "missing sub",
+            cookie(&token_with(&json!({"exp": exp}), SECRET)).into(),
+            failed,
+        ),
+        (
+            "empty sub",
+            cookie(&token_with(&json!({"sub": "", "exp": exp}), SECRET)).into(),
+            failed,
+        ),
+        (
+            "numeric sub",
+            cookie(&token_with(&json!({"sub": 42, "exp": exp}), SECRET)).into(),
+            failed,
+        ),
         ("oversized token", cookie(&oversized).into(), failed),
-        ("token in the wrong cookie", format!("Cookie: session={good}\r\n").into(), required),
-        ("cookie value undefined", cookie("undefined").into(), required),
-        ("Basic scheme", format!("Authorization: Basic {good}\r\n").into(), required),
-        ("bearer without a token", b"Authorization: Bearer\r\n".to_vec(), required),
-        ("bearer with a wrong key", bearer(&token_with(&json!({"sub": "mallory", "exp": exp}),
-            b"another-secret-that-is-also-32-bytes-long")).into(), failed),
-        ("bad cookie and bad bearer", [cookie("garbage"), bearer("a.b.c")].concat().into(),
-            failed),
-        ("expired cookie and garbage bearer", [cookie(&token_with(
-            &json!({"sub": "mallory", "exp": now - 3600}), SECRET)), bearer("x")].concat().into(),
-            failed),
-        ("non-UTF-8 bytes in both headers",
+        (
+            "token in the wrong cookie",
+            format!("Cookie: session={good}\r\n").into(),
+            required,
+        ),
+        (
+            "cookie value undefined",
+            cookie("undefined").into(),
+            required,
+        ),
+        (
+            "Basic scheme",
+            format!("Authorization: Basic {good}\r\n").into(),
+            required,
+        ),
+        (
+            "bearer without a token",
+            b"Authorization: Bearer\r\n".to_vec(),
+            required,
+        ),
+        (
+            "bearer with a wrong key",
+            bearer(&token_with(
+                &json!({"sub": "mallory", "exp": exp}),
+                b"another-secret-that-is-also-32-bytes-long",
+            ))
+            .into(),
+            failed,
+        ),
+        (
+            "bad cookie and bad bearer",
+            [cookie("garbage"), bearer("a.b.c")].concat().into(),
+            failed,
+        ),
+        (
+            "expired cookie and garbage bearer",
+            [
+                cookie(&token_with(
+                    &json!({"sub": "mallory", "exp": now - 3600}),
+                    SECRET,
+                )),
+                bearer("x"),
+            ]
+            .concat()
+            .into(),
+            failed,
+        ),
+        (
+            "non-UTF-8 bytes in both headers",
             b"Cookie: access_token=\xff\xfe\r\nAuthorization: Bearer \xff\xfe\r\n".to_vec(),
-            required),
+            required,
+        ),
     ];
     let refused = cases.len();
     for (name, headers, code) in cases {
@@ -761,7 +1073,11 @@ async fn bad_tokens_of_every_kind_get_4401_and_no_connect_event() {
         let (close, before) = ws.close_code_after().await;
         assert_eq!(close, Some(4401), "{name}");
         let errors: Vec<Value> = before.iter().filter_map(raw::ServerFrame::json).collect();
-        assert_eq!(errors.len(), 1, "{name}: exactly one frame, the error: {before:?}");
+        assert_eq!(
+            errors.len(),
+            1,
+            "{name}: exactly one frame, the error: {before:?}"
+        );
         assert_eq!(errors[0]["t"], "error", "{name}");
         assert_eq!(errors[0]["p"]["code"], code, "{name}: {}", errors[0]);
     }
@@ -769,20 +1085,34 @@ async fn bad_tokens_of_every_kind_get_4401_and_no_connect_event() {
     // Controls (CONTRACT D4): a bad cookie does not hide a good header, and a good cookie
     // wins over a bad header.
     let controls = [
-        ("bearer-ok", [cookie("garbage"), bearer(&good_token("bearer-ok"))].concat()),
-        ("cookie-ok", [cookie(&good_token("cookie-ok")), bearer("a.b.c")].concat()),
+        (
+            "bearer-ok",
+            [cookie("garbage"), bearer(&good_token("bearer-ok"))].concat(),
+        ),
+        (
+            "cookie-ok",
+            [cookie(&good_token("cookie-ok")), bearer("a.b.c")].concat(),
+        ),
     ];
     for (user, headers) in controls {
         let mut ws = RawWs::connect(h.addr(), &headers).await;
-        let ready = ws.next_frame().await.expect("server_ready").json().expect("JSON");
+        let ready = ws
+            .next_frame()
+            .await
+            .expect("server_ready")
+            .json()
+            .expect("JSON");
         assert_eq!(ready["t"], "server_ready", "{user}");
-        ws.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes())).await.expect("close");
+        ws.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes()))
+            .await
+            .expect("close");
         assert_eq!(ws.close_code().await, Some(NORMAL));
     }
 
     let published = feed.finish().await;
     assert_eq!(witness.finish().await, published);
-    h.assert_still_serving("after-tokens", Some(&good_token("late"))).await;
+    h.assert_still_serving("after-tokens", Some(&good_token("late")))
+        .await;
     let mut users: Vec<String> = h.with_events(|evs| {
         assert!(
             !evs.iter().any(|e| matches!(e, ServerEvent::Connect(..))),
@@ -805,6 +1135,7 @@ async fn bad_tokens_of_every_kind_get_4401_and_no_connect_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_bombs_are_capped_or_delivered_as_bin_without_large_allocation() {
+    let _alone = harness::measuring_memory().await;
     const BOMBERS: usize = 4;
     let h = Harness::start(|_| {}).await; // max_message_size 1 MiB: the inflation cap too
     let witness = Witness::join(&h, "feed", None).await;
@@ -827,11 +1158,22 @@ async fn binary_bombs_are_capped_or_delivered_as_bin_without_large_allocation() 
         })
         .collect();
     for b in bombers {
-        assert_eq!(b.await.expect("bomber"), Some(1009), "capped: message too big");
+        assert_eq!(
+            b.await.expect("bomber"),
+            Some(1009),
+            "capped: message too big"
+        );
     }
     let peak = harness::peak_rss_bytes();
-    report(&format!("{BOMBERS} zlib bombs (138 MiB each)"), rss_before, peak);
-    assert!(peak < rss_before + MEMORY_SLACK, "never inflated past the cap");
+    report(
+        &format!("{BOMBERS} zlib bombs (138 MiB each)"),
+        rss_before,
+        peak,
+    );
+    assert!(
+        peak < rss_before + MEMORY_SLACK,
+        "never inflated past the cap"
+    );
     for i in 0..BOMBERS {
         let id = registered(&h, &format!("bomber-{i}")).await;
         gone(&h, id).await;
@@ -849,16 +1191,19 @@ async fn binary_bombs_are_capped_or_delivered_as_bin_without_large_allocation() 
     let as_bin: Vec<Vec<u8>> = vec![
         m(&bombs::msgpack_nest(65)),
         m(&bombs::msgpack_nest(1000 * 1000 - 3)),
-        m(&[0xdd, 0xff, 0xff, 0xff, 0xff]),           // array32 of 4 G elements, none sent
-        m(&[0xdf, 0xff, 0xff, 0xff, 0xff, 0xc0]),     // map32 of 4 G entries
-        m(&[0xdb, 0xff, 0xff, 0xff, 0xff, b'a']),     // str32 of 4 GiB
-        m(&[0xc6, 0xff, 0xff, 0xff, 0xff, 0x00]),     // bin32 of 4 GiB
-        m(&[0xc7, 0xff, 0x01]),                        // ext8, truncated
-        m(&[0x92, 0xc0]),                              // an array one element short
+        m(&[0xdd, 0xff, 0xff, 0xff, 0xff]), // array32 of 4 G elements, none sent
+        m(&[0xdf, 0xff, 0xff, 0xff, 0xff, 0xc0]), // map32 of 4 G entries
+        m(&[0xdb, 0xff, 0xff, 0xff, 0xff, b'a']), // str32 of 4 GiB
+        m(&[0xc6, 0xff, 0xff, 0xff, 0xff, 0x00]), // bin32 of 4 GiB
+        m(&[0xc7, 0xff, 0x01]),             // ext8, truncated
+        m(&[0x92, 0xc0]),                   // an array one element short
         [b"C:".as_slice(), b"\x78\x01garbage"].concat(), // corrupt zlib
     ];
     for payload in &as_bin {
-        packer.send(&masked(OP_BINARY, payload)).await.expect("sent");
+        packer
+            .send(&masked(OP_BINARY, payload))
+            .await
+            .expect("sent");
     }
     packer
         .send(&masked(OP_BINARY, &m(&bombs::msgpack_nest(64))))
@@ -874,7 +1219,10 @@ async fn binary_bombs_are_capped_or_delivered_as_bin_without_large_allocation() 
         .collect();
     expected.push(ServerEvent::Msg(id, sixty_four));
     assert_eq!(data_events(&h, id), expected);
-    packer.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes())).await.expect("close");
+    packer
+        .send(&masked(OP_CLOSE, &NORMAL.to_be_bytes()))
+        .await
+        .expect("close");
     assert_eq!(packer.close_code().await, Some(NORMAL));
 
     let published = feed.finish().await;
@@ -885,6 +1233,7 @@ async fn binary_bombs_are_capped_or_delivered_as_bin_without_large_allocation() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_messages_nobody_consumes_are_bounded_in_bytes_not_only_in_events() {
+    let _alone = harness::measuring_memory().await;
     // The application is slow (nobody takes events) while one client sends 1 MiB messages —
     // well within max_message_size and the inbound rate limit. The event queue holds 131 072
     // events; it must not hold 131 072 MiB.
@@ -909,8 +1258,15 @@ async fn large_messages_nobody_consumes_are_bounded_in_bytes_not_only_in_events(
     })
     .await;
     let peak = harness::peak_rss_bytes();
-    report(&format!("{MESSAGES} MiB of unconsumed events"), rss_before, peak);
-    assert!(h.server.inbound_dropped() > 0, "the queue refused some of them");
+    report(
+        &format!("{MESSAGES} MiB of unconsumed events"),
+        rss_before,
+        peak,
+    );
+    assert!(
+        h.server.inbound_dropped() > 0,
+        "the queue refused some of them"
+    );
     assert!(
         peak < rss_before + INBOUND_QUEUE_BUDGET + MEMORY_SLACK,
         "the queue held more than its byte budget"
@@ -928,7 +1284,10 @@ async fn large_messages_nobody_consumes_are_bounded_in_bytes_not_only_in_events(
     assert!(kept as u64 <= INBOUND_QUEUE_BUDGET, "{kept} bytes kept");
     assert!(kept >= MESSAGE, "not everything dropped");
     assert!(h.server.connections().contains(&id));
-    hoarder.send(&masked(OP_CLOSE, &NORMAL.to_be_bytes())).await.expect("close");
+    hoarder
+        .send(&masked(OP_CLOSE, &NORMAL.to_be_bytes()))
+        .await
+        .expect("close");
     assert_eq!(hoarder.close_code().await, Some(NORMAL));
 
     let published = feed.finish().await;

@@ -188,10 +188,19 @@ mod tests {
         let id = ConnId::from_u128(1);
         let (tx, mut rx) = channel(1000, 1024); // 64 MiB budget
         let big = 40 << 20;
-        assert!(tx.try_send(bin(id, big)), "an empty queue takes any one event");
-        assert!(!tx.try_send(bin(id, big)), "a second one would pass the budget");
+        assert!(
+            tx.try_send(bin(id, big)),
+            "an empty queue takes any one event"
+        );
+        assert!(
+            !tx.try_send(bin(id, big)),
+            "a second one would pass the budget"
+        );
         assert!(!tx.try_send(ServerEvent::Raw(id, "x".repeat(big))));
-        assert!(tx.try_send(ServerEvent::Disconnect(id)), "lifecycle is never refused");
+        assert!(
+            tx.try_send(ServerEvent::Disconnect(id)),
+            "lifecycle is never refused"
+        );
         assert!(tx.try_send(bin(id, 1024)), "small data still fits");
         assert_eq!(rx.blocking_recv(), Some(bin(id, big)));
         assert!(tx.try_send(bin(id, big)), "taken events free their bytes");
@@ -212,7 +221,10 @@ mod tests {
         let (tx, rx) = channel(1, 1 << 20);
         assert!(tx.try_send(ServerEvent::Disconnect(id)));
         assert!(!tx.try_send(ServerEvent::Disconnect(id)));
-        assert_eq!(rx.bytes.load(Ordering::Acquire), event_bytes(&ServerEvent::Disconnect(id)));
+        assert_eq!(
+            rx.bytes.load(Ordering::Acquire),
+            event_bytes(&ServerEvent::Disconnect(id))
+        );
     }
 
     #[test]

@@ -378,7 +378,10 @@ async fn publish_feed(
             );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        server.broadcast_local(&topic, &format!(r#"{{"t":"tick","p":{{"n":{n},"pad":"{pad}"}}}}"#));
+        server.broadcast_local(
+            &topic,
+            &format!(r#"{{"t":"tick","p":{{"n":{n},"pad":"{pad}"}}}}"#),
+        );
         n += 1;
         if interval.is_zero() {
             tokio::task::yield_now().await;
@@ -388,6 +391,16 @@ async fn publish_feed(
     }
     server.broadcast_local(&topic, &format!(r#"{{"t":"end","p":{{"count":{n}}}}}"#));
     n
+}
+
+/// Held by every case that measures memory (or allocates a lot), so that no two of them run
+/// at once: resident size is a figure of the whole process, and the test harness runs tests in
+/// parallel threads. The light cases still run beside them.
+static MEMORY_CASES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for the memory-measuring cases before this one to finish; hold the guard to the end.
+pub(crate) async fn measuring_memory() -> tokio::sync::MutexGuard<'static, ()> {
+    MEMORY_CASES.lock().await
 }
 
 /// A figure from `/proc/self/status`, in bytes (`VmRSS`, `VmHWM`: reported in kB).

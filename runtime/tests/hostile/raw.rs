@@ -171,20 +171,18 @@ impl RawWs {
 
     /// The next server frame; `None` on EOF or reset. Panics after [`ANSWER_WAIT`] of silence.
     pub(crate) async fn next_frame(&mut self) -> Option<ServerFrame> {
-        loop {
-            if let Some(frame) = self.parse_one() {
-                return Some(frame);
-            }
-            match self.next_frame_within(ANSWER_WAIT).await {
-                Some(frame) => return frame,
-                None => panic!("server silent for {ANSWER_WAIT:?}"),
-            }
+        match self.next_frame_within(ANSWER_WAIT).await {
+            Some(frame) => frame,
+            None => panic!("server silent for {ANSWER_WAIT:?}"),
         }
     }
 
     /// The next server frame if one arrives within `wait`: `None` when nothing came,
     /// `Some(None)` on EOF or reset.
-    pub(crate) async fn next_frame_within(&mut self, wait: Duration) -> Option<Option<ServerFrame>> {
+    pub(crate) async fn next_frame_within(
+        &mut self,
+        wait: Duration,
+    ) -> Option<Option<ServerFrame>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(frame) = self.parse_one() {
