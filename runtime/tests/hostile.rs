@@ -12,8 +12,8 @@
 //! resident figure in bytes) after a case, or its peak (`VmHWM`) during one, stays within
 //! [`MEMORY_SLACK`] of the figure before it.
 //!
-//! Cases that take seconds share tests; the longest (slowloris, bounded by the 10 s upgrade
-//! timeout) runs in parallel with the others, so the file takes about 15 s.
+//! Cases that take seconds share tests. The cases that measure memory run one at a time (see
+//! `harness::measuring_memory`) beside the light ones and the 10 s slowloris case: about 20 s.
 
 #[path = "hostile/bombs.rs"]
 mod bombs;
