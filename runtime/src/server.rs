@@ -40,9 +40,13 @@ use crate::topics::Topics;
 use crate::upgrade::{self, PlainRequest, Request, UpgradeRequest};
 use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
 
+mod event_queue;
 mod presence;
 mod recovery;
 
+pub use event_queue::{
+    INBOUND_QUEUE_MAX_SIZE_MESSAGES, INBOUND_QUEUE_MIN_BYTES, inbound_queue_budget,
+};
 pub use presence::PresenceUpdateError;
 pub use recovery::{History, RecoveryError, RecoveryOutcome, TopicRecovery};
 
@@ -148,9 +152,10 @@ struct Shared {
     /// topic lock).
     registry: Topics,
     handshakes: Arc<Semaphore>,
-    events: mpsc::Sender<ServerEvent>,
+    /// Bounded in events and in bytes (`event_queue.rs`).
+    events: event_queue::EventSender,
     /// Taken out (`None`) once a callback consumes the events instead.
-    events_rx: tokio::sync::Mutex<Option<mpsc::Receiver<ServerEvent>>>,
+    events_rx: tokio::sync::Mutex<Option<event_queue::EventReceiver>>,
     counters: Counters,
     topic_counts: TopicCounts,
     seq: AtomicU64,
@@ -234,7 +239,7 @@ impl ServerHandle {
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
-        let (tx, rx) = mpsc::channel(config.max_inbound_queue_size);
+        let (tx, rx) = event_queue::channel(config.max_inbound_queue_size, config.max_message_size);
         let wall_origin_micros = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
@@ -339,11 +344,14 @@ impl Server {
                 let mut rng = lock(&shared.rng);
                 m.send_event(now, wall, event, compression_threshold, seq, &mut *rng)
             };
-            if let SendEventOutcome::Queued(_) = outcome {
-                shared
-                    .counters
-                    .messages_sent
-                    .fetch_add(1, Ordering::Relaxed);
+            let counter = match outcome {
+                SendEventOutcome::Queued(_) => Some(&shared.counters.messages_sent),
+                // `wse_rate_limited_total` (UPSTREAM §6.1).
+                SendEventOutcome::RateLimited => Some(&shared.counters.rate_limited),
+                SendEventOutcome::Duplicate | SendEventOutcome::NotOpen => None,
+            };
+            if let Some(counter) = counter {
+                counter.fetch_add(1, Ordering::Relaxed);
             }
             shared.route(peer, m);
             outcome.bytes()
@@ -797,7 +805,7 @@ impl Shared {
                 .messages_received
                 .fetch_add(1, Ordering::Relaxed);
         }
-        if self.events.try_send(event).is_err() {
+        if !self.events.try_send(event) {
             self.counters
                 .inbound_dropped
                 .fetch_add(1, Ordering::Relaxed);

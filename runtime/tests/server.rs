@@ -724,3 +724,24 @@ async fn presence_leaves_are_queued_before_the_disconnect_and_sent_to_the_topic(
     assert_eq!(server.presence_stats("room").num_users, 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn send_event_calls_refused_by_the_rate_limit_are_counted_in_the_metrics() {
+    let server = ServerHandle::start(&config(|c| {
+        c.rate_limit_capacity = 2.0;
+        c.rate_limit_refill = 0.001;
+    }))
+    .await
+    .unwrap();
+    let (ws, id) = plain_client(&server).await;
+    let ev = json!({"t": "tick"});
+    let sent: Vec<usize> = (0..5)
+        .map(|_| server.send_event(id, ev.as_object().unwrap(), 0))
+        .collect();
+    assert_eq!(sent.iter().filter(|&&n| n > 0).count(), 2, "{sent:?}");
+    let text = server.prometheus_metrics();
+    assert!(text.contains("\nwse_rate_limited_total 3\n"), "{text}");
+    assert!(text.contains("\nwse_messages_sent_total 2\n"), "{text}");
+    drop(ws);
+    server.stop().await;
+}
