@@ -69,3 +69,37 @@ pub fn json_depth(v: &serde_json::Value) -> usize {
     }
     deepest
 }
+
+/// How a byte-level target reads its input: byte 0 even means **raw** (the rest is the real
+/// input, as a committed corpus file holds it: a token, a request, a header), odd means
+/// **structured** (the rest drives bolero's generator for a typed description, see
+/// [`structured`]). Both halves are equally likely under random bytes. `None` for empty input.
+pub fn split_mode(bytes: &[u8]) -> Option<(Mode, &[u8])> {
+    let (&first, rest) = bytes.split_first()?;
+    Some((
+        if first % 2 == 0 {
+            Mode::Raw
+        } else {
+            Mode::Structured
+        },
+        rest,
+    ))
+}
+
+/// See [`split_mode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The rest of the input is used as it is.
+    Raw,
+    /// The rest of the input drives a generator.
+    Structured,
+}
+
+/// Builds a `T` from fuzz bytes with bolero's own generator (the way `with_type` targets read
+/// their input), so that a byte-level target can mix raw inputs with structured ones. `None`
+/// when the bytes run out before a value is complete.
+pub fn structured<T: bolero::TypeGenerator>(bytes: &[u8]) -> Option<T> {
+    use bolero::generator::bolero_generator::driver::{ByteSliceDriver, Options};
+    let mut driver = ByteSliceDriver::new(bytes, &Options::default());
+    T::generate(&mut driver)
+}

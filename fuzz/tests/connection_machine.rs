@@ -57,16 +57,18 @@ struct Input {
 #[derive(Debug, TypeGenerator)]
 enum Mode {
     NoJwt,
-    JwtValid { in_cookie: bool },
+    JwtValid {
+        in_cookie: bool,
+    },
     /// Refused handshakes, one third of the runs.
     Rejected(Rejected),
 }
 
 #[derive(Debug, TypeGenerator)]
 enum Rejected {
-    JwtMissing,
-    JwtExpired,
-    JwtGarbage(Vec<u8>),
+    Missing,
+    Expired,
+    Garbage(Vec<u8>),
 }
 
 #[derive(Debug, TypeGenerator)]
@@ -76,18 +78,30 @@ enum Op {
     /// That many small chat messages at the same instant (reaches the inbound rate limit).
     Burst(u8),
     /// That many small messages `gap` × 5 ms apart: sustained abuse (reaches the 4429 close).
-    Abuse { n: u8, gap: u8 },
+    Abuse {
+        n: u8,
+        gap: u8,
+    },
     Text(Vec<u8>),
     /// A protocol message: 0 `client_hello`, 1 `ping`, 2 `pong`, 3 a chat message, 4 aliases.
-    Protocol { kind: u8, n: u32 },
+    Protocol {
+        kind: u8,
+        n: u32,
+    },
     Binary(Vec<u8>),
     /// A `C:` frame of `chunk` repeated `repeat + 1` times (a bomb past 512 bytes).
-    Compressed { chunk: Vec<u8>, repeat: u16 },
+    Compressed {
+        chunk: Vec<u8>,
+        repeat: u16,
+    },
     Big(u16),
     WsPing,
     WsPong,
     Timeout,
-    SendEvent { id: Option<u8>, compress: bool },
+    SendEvent {
+        id: Option<u8>,
+        compress: bool,
+    },
     SendFrame,
     Close(u16),
     PeerClose,
@@ -124,15 +138,19 @@ fn settings(with_jwt: bool) -> Arc<ConnSettings> {
 }
 
 fn token(exp_secs: u64) -> String {
-    let claims: Map<String, Value> =
-        json!({"sub": "fuzz-user", "exp": exp_secs}).as_object().cloned().unwrap_or_default();
+    let claims: Map<String, Value> = json!({"sub": "fuzz-user", "exp": exp_secs})
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     encode_jwt(&claims, TEST_SECRET, JwtAlgorithm::Hs256, None).expect("HS256 minting")
 }
 
 #[test]
 fn connection_machine() {
     let (jwt, plain) = (settings(true), settings(false));
-    bolero::check!().with_type::<Input>().for_each(|input| run(input, &jwt, &plain));
+    bolero::check!()
+        .with_type::<Input>()
+        .for_each(|input| run(input, &jwt, &plain));
 }
 
 fn run(input: &Input, jwt: &Arc<ConnSettings>, plain: &Arc<ConnSettings>) {
@@ -141,11 +159,21 @@ fn run(input: &Input, jwt: &Arc<ConnSettings>, plain: &Arc<ConnSettings>) {
     let wall_secs = START_WALL_MS / 1000;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (cookie, authorization) = match &input.mode {
-        Mode::JwtValid { in_cookie: true } => (Some(format!("access_token={}", token(wall_secs + 3600))), None),
-        Mode::JwtValid { in_cookie: false } => (None, Some(format!("Bearer {}", token(wall_secs + 3600)))),
-        Mode::Rejected(Rejected::JwtExpired) => (None, Some(format!("Bearer {}", token(wall_secs - 3600)))),
-        Mode::Rejected(Rejected::JwtGarbage(b)) => (Some(format!("access_token={}", String::from_utf8_lossy(b))), None),
-        Mode::NoJwt | Mode::Rejected(Rejected::JwtMissing) => (None, None),
+        Mode::JwtValid { in_cookie: true } => (
+            Some(format!("access_token={}", token(wall_secs + 3600))),
+            None,
+        ),
+        Mode::JwtValid { in_cookie: false } => {
+            (None, Some(format!("Bearer {}", token(wall_secs + 3600))))
+        }
+        Mode::Rejected(Rejected::Expired) => {
+            (None, Some(format!("Bearer {}", token(wall_secs - 3600))))
+        }
+        Mode::Rejected(Rejected::Garbage(b)) => (
+            Some(format!("access_token={}", String::from_utf8_lossy(b))),
+            None,
+        ),
+        Mode::NoJwt | Mode::Rejected(Rejected::Missing) => (None, None),
     };
     let handshake = Handshake {
         cookie: cookie.as_deref().map(str::as_bytes),
@@ -153,8 +181,18 @@ fn run(input: &Input, jwt: &Arc<ConnSettings>, plain: &Arc<ConnSettings>) {
         origin: None,
         query: input.msgpack.then_some("format=msgpack"),
     };
-    let settings = if matches!(input.mode, Mode::NoJwt) { plain } else { jwt };
-    let mut conn = Connection::accept(Arc::clone(settings), &handshake, now, WallClock::from_unix_millis(wall_ms), &mut rng);
+    let settings = if matches!(input.mode, Mode::NoJwt) {
+        plain
+    } else {
+        jwt
+    };
+    let mut conn = Connection::accept(
+        Arc::clone(settings),
+        &handshake,
+        now,
+        WallClock::from_unix_millis(wall_ms),
+        &mut rng,
+    );
     let first = drain(&mut conn);
     check_accept(&input.mode, &handshake, &first, &conn);
     let mut seen = Seen::default();
@@ -206,7 +244,11 @@ fn run(input: &Input, jwt: &Arc<ConnSettings>, plain: &Arc<ConnSettings>) {
                 conn.handle_text(now, wall, &text);
                 let out = drain(&mut conn);
                 if was_open {
-                    assert_eq!(close_of(&out), Some(close_code::MESSAGE_TOO_BIG), "oversize text: {out:?}");
+                    assert_eq!(
+                        close_of(&out),
+                        Some(close_code::MESSAGE_TOO_BIG),
+                        "oversize text: {out:?}"
+                    );
                 }
                 observe(&mut seen, &out);
                 check_state(&conn, &seen);
@@ -237,7 +279,11 @@ fn run(input: &Input, jwt: &Arc<ConnSettings>, plain: &Arc<ConnSettings>) {
                 let out = drain(&mut conn);
                 // Any due deadline was already fired above, so this call is early.
                 assert!(out.is_empty(), "early handle_timeout produced {out:?}");
-                assert_eq!(conn.poll_timeout(), deadline, "early handle_timeout moved the deadline");
+                assert_eq!(
+                    conn.poll_timeout(),
+                    deadline,
+                    "early handle_timeout moved the deadline"
+                );
             }
             Op::SendEvent { id, compress } => {
                 let mut event = Map::new();
@@ -249,15 +295,27 @@ fn run(input: &Input, jwt: &Arc<ConnSettings>, plain: &Arc<ConnSettings>) {
                 let threshold = if *compress { 16 } else { usize::MAX };
                 let outcome = conn.send_event(now, wall, &event, threshold, 1, &mut rng);
                 let out = drain(&mut conn);
-                assert_eq!(outcome == SendEventOutcome::NotOpen, !was_open, "send_event while open = {was_open}");
+                assert_eq!(
+                    outcome == SendEventOutcome::NotOpen,
+                    !was_open,
+                    "send_event while open = {was_open}"
+                );
                 if let SendEventOutcome::Queued(len) = outcome {
                     match out.last() {
                         Some(Output::Frame(Frame::Binary(b))) => assert_eq!(b.len(), len),
                         other => panic!("queued event without its frame: {other:?}"),
                     }
-                    assert!(out[..out.len() - 1].iter().all(|o| matches!(o, Output::Frame(Frame::Text(_)))));
+                    assert!(
+                        out[..out.len() - 1]
+                            .iter()
+                            .all(|o| matches!(o, Output::Frame(Frame::Text(_))))
+                    );
                 } else {
-                    assert!(out.iter().all(|o| matches!(o, Output::Frame(Frame::Text(_)))), "{out:?}");
+                    assert!(
+                        out.iter()
+                            .all(|o| matches!(o, Output::Frame(Frame::Text(_)))),
+                        "{out:?}"
+                    );
                 }
                 observe(&mut seen, &out);
                 check_state(&conn, &seen);
@@ -323,7 +381,10 @@ fn burst_message(conn: &mut Connection, seen: &mut Seen, now: Instant, wall: Wal
         match &out[..] {
             [] => {}
             [Output::Frame(Frame::Text(b))] => {
-                assert!(String::from_utf8_lossy(b).contains("RATE_LIMITED"), "{out:?}");
+                assert!(
+                    String::from_utf8_lossy(b).contains("RATE_LIMITED"),
+                    "{out:?}"
+                );
             }
             [Output::Close { code, .. }] => assert_eq!(*code, close_code::RATE_LIMITED),
             other => panic!("refused message gave {other:?}"),
@@ -335,11 +396,18 @@ fn burst_message(conn: &mut Connection, seen: &mut Seen, now: Instant, wall: Wal
 
 fn check_accept(mode: &Mode, handshake: &Handshake<'_>, out: &[Output], conn: &Connection) {
     let text = |o: &Output| match o {
-        Output::Frame(Frame::Text(b)) => String::from_utf8(b.to_vec()).expect("text frame is UTF-8"),
+        Output::Frame(Frame::Text(b)) => {
+            String::from_utf8(b.to_vec()).expect("text frame is UTF-8")
+        }
         other => panic!("expected a text frame, got {other:?}"),
     };
     match mode {
-        Mode::NoJwt => assert_eq!(out, [Output::Event(Event::Connect { cookies: String::new() })]),
+        Mode::NoJwt => assert_eq!(
+            out,
+            [Output::Event(Event::Connect {
+                cookies: String::new()
+            })]
+        ),
         Mode::JwtValid { in_cookie } => {
             assert_eq!(out.len(), 2, "{out:?}");
             let ready: Value = serde_json::from_str(&text(&out[0])).expect("server_ready is JSON");
@@ -357,14 +425,18 @@ fn check_accept(mode: &Mode, handshake: &Handshake<'_>, out: &[Output], conn: &C
             let error: Value = serde_json::from_str(&text(&out[0])).expect("error frame is JSON");
             // Garbage that leaves no usable cookie value (empty, `null`, ...) is no token at all.
             let no_token = match rejected {
-                Rejected::JwtGarbage(_) => {
+                Rejected::Garbage(_) => {
                     token_candidates(handshake.cookie, handshake.authorization, "access_token")
                         == TokenCandidates::default()
                 }
-                Rejected::JwtMissing => true,
-                Rejected::JwtExpired => false,
+                Rejected::Missing => true,
+                Rejected::Expired => false,
             };
-            let want = if no_token { "AUTH_REQUIRED" } else { "AUTH_FAILED" };
+            let want = if no_token {
+                "AUTH_REQUIRED"
+            } else {
+                "AUTH_FAILED"
+            };
             assert!(error.to_string().contains(want), "{error}");
             assert_eq!(close_of(out), Some(close_code::AUTH_FAILED));
             assert!(!conn.is_open());
@@ -393,7 +465,13 @@ fn check_text_outputs(text: &str, original: Option<&[u8]>, out: &[Output]) {
     }
 }
 
-fn check_admitted_binary(data: &[u8], msgpack: bool, out: &[Output], conn: &Connection, undecryptable: u64) {
+fn check_admitted_binary(
+    data: &[u8],
+    msgpack: bool,
+    out: &[Output],
+    conn: &Connection,
+    undecryptable: u64,
+) {
     match classify_binary(data, msgpack, MAX_MESSAGE) {
         Ok(BinaryInbound::Encrypted(_)) => {
             assert!(out.is_empty(), "{out:?}");
@@ -402,9 +480,18 @@ fn check_admitted_binary(data: &[u8], msgpack: bool, out: &[Output], conn: &Conn
         Ok(BinaryInbound::Text(text)) => check_text_outputs(&text, Some(data), out),
         Ok(BinaryInbound::Msg(v)) => assert_eq!(out, [Output::Event(Event::Msg(v))]),
         Ok(BinaryInbound::Bin) => {
-            assert_eq!(out, [Output::Event(Event::Bin(bytes::Bytes::copy_from_slice(data)))]);
+            assert_eq!(
+                out,
+                [Output::Event(Event::Bin(bytes::Bytes::copy_from_slice(
+                    data
+                )))]
+            );
         }
-        Err(_) => assert_eq!(close_of(out), Some(close_code::MESSAGE_TOO_BIG), "bomb: {out:?}"),
+        Err(_) => assert_eq!(
+            close_of(out),
+            Some(close_code::MESSAGE_TOO_BIG),
+            "bomb: {out:?}"
+        ),
     }
 }
 
@@ -416,9 +503,16 @@ fn single_text_frame(out: &[Output]) -> String {
 }
 
 fn observe(seen: &mut Seen, out: &[Output]) {
-    assert!(out.len() <= MAX_OUTPUTS_PER_STEP, "{} outputs in one step: {out:?}", out.len());
+    assert!(
+        out.len() <= MAX_OUTPUTS_PER_STEP,
+        "{} outputs in one step: {out:?}",
+        out.len()
+    );
     for o in out {
-        assert!(!seen.terminated && !seen.gone, "output after the end of the connection: {o:?}");
+        assert!(
+            !seen.terminated && !seen.gone,
+            "output after the end of the connection: {o:?}"
+        );
         match o {
             Output::Close { code, reason } => {
                 assert!(!seen.closed, "a second close: {o:?}");
@@ -430,7 +524,10 @@ fn observe(seen: &mut Seen, out: &[Output]) {
                     close_code::IDLE_TIMEOUT,
                     close_code::RATE_LIMITED,
                 ];
-                assert!(documented.contains(code) || (3000..5000).contains(code), "close code {code}");
+                assert!(
+                    documented.contains(code) || (3000..5000).contains(code),
+                    "close code {code}"
+                );
                 seen.closed = true;
             }
             Output::Terminate => {

@@ -1,7 +1,8 @@
 //! Fuzz target: topic globs (`wse_core::glob::glob_match`, `is_glob`) against a simple
 //! reference (`wse_fuzz::reference_glob`, a dynamic programme with no backtracking).
 //!
-//! Input: a pattern and a text, either as arbitrary strings or mapped onto a tiny alphabet
+//! Input (see `wse_fuzz::split_mode`): raw `<pattern>\n<text>`, or structured: a pattern and a
+//! text, either as arbitrary strings or mapped onto a tiny alphabet
 //! (`ab*?` / `ab`) so matches and near-misses are frequent. Invariants: the matcher agrees with
 //! the reference on every pair; `is_glob` is exactly "contains `*` or `?`"; a pattern without
 //! glob characters matches only itself; every pattern matches the text built by replacing its
@@ -9,7 +10,7 @@
 
 use bolero::TypeGenerator;
 use wse_core::glob::{self, is_glob};
-use wse_fuzz::{name_from, reference_glob};
+use wse_fuzz::{Mode, name_from, reference_glob, split_mode, structured};
 
 #[derive(Debug, TypeGenerator)]
 enum Input {
@@ -19,12 +20,21 @@ enum Input {
 
 #[test]
 fn glob_match() {
-    bolero::check!().with_type::<Input>().for_each(|input| {
-        let (pattern, text) = match input {
-            Input::Small { pattern, text } => (name_from(pattern, b"ab*?"), name_from(text, b"ab")),
-            Input::Any { pattern, text } => (pattern.clone(), text.clone()),
-        };
-        check(&pattern, &text);
+    bolero::check!().for_each(|bytes: &[u8]| match split_mode(bytes) {
+        // Raw: `<pattern>\n<text>`.
+        Some((Mode::Raw, rest)) => {
+            let text = String::from_utf8_lossy(rest);
+            let (pattern, topic) = text.split_once('\n').unwrap_or((&text, ""));
+            check(pattern, topic);
+        }
+        Some((Mode::Structured, rest)) => match structured::<Input>(rest) {
+            Some(Input::Small { pattern, text }) => {
+                check(&name_from(&pattern, b"ab*?"), &name_from(&text, b"ab"));
+            }
+            Some(Input::Any { pattern, text }) => check(&pattern, &text),
+            None => {}
+        },
+        None => {}
     });
 }
 

@@ -1,7 +1,8 @@
 //! Fuzz target: JWT validation (`wse_core::auth::JwtValidator::validate`).
 //!
 //! One HS256 validator with a fixed test secret, a required issuer and a required audience.
-//! Inputs are either arbitrary token text, or tokens minted with `encode_jwt` from fuzzed
+//! Input (see `wse_fuzz::split_mode`): raw token text (the corpus holds real tokens), or a
+//! structured description of a token minted with `encode_jwt` from fuzzed
 //! claims (right or wrong key; every time claim absent, past, future, negative or fractional;
 //! issuer and audience right, wrong, missing or in an array), then optionally tampered with
 //! (bit flips, truncation, appended bytes, an `alg: none` header, a payload re-signed with
@@ -22,20 +23,12 @@ use sha2::Sha256;
 use wse_core::WallClock;
 use wse_core::auth::{JwtValidator, LEEWAY_SECS, MAX_TOKEN_BYTES, TopicAcl, encode_jwt};
 use wse_core::config::{JwtAlgorithm, JwtSettings};
-use wse_fuzz::{TEST_SECRET, name_from};
+use wse_fuzz::{Mode, TEST_SECRET, name_from, split_mode, structured};
 
 const ISSUER: &str = "https://issuer.test";
 const AUDIENCE: &str = "wse";
 const NOW_SECS: u64 = 1_764_000_000;
 const WRONG_SECRET: &[u8] = b"another-secret-of-enough-length-0123456789";
-
-#[derive(Debug, TypeGenerator)]
-enum Input {
-    /// Arbitrary token text.
-    Raw(Vec<u8>),
-    /// A minted token, maybe tampered with.
-    Minted(Mint),
-}
 
 #[derive(Debug, TypeGenerator)]
 struct Mint {
@@ -79,14 +72,17 @@ fn jwt_validate() {
     })
     .expect("valid test settings");
     let now = WallClock::from_unix_millis(NOW_SECS * 1000);
-    bolero::check!()
-        .with_type::<Input>()
-        .for_each(|input| match input {
-            Input::Raw(bytes) => {
-                check_token(&validator, now, &String::from_utf8_lossy(bytes));
+    bolero::check!().for_each(|bytes: &[u8]| match split_mode(bytes) {
+        Some((Mode::Raw, token)) => {
+            check_token(&validator, now, &String::from_utf8_lossy(token));
+        }
+        Some((Mode::Structured, rest)) => {
+            if let Some(mint) = structured::<Mint>(rest) {
+                check_minted(&validator, now, &mint);
             }
-            Input::Minted(mint) => check_minted(&validator, now, mint),
-        });
+        }
+        None => {}
+    });
 }
 
 fn check_token(validator: &JwtValidator, now: WallClock, token: &str) -> bool {

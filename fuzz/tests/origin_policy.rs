@@ -1,6 +1,7 @@
 //! Fuzz target: the `Origin` allow-list (`wse_core::auth::OriginPolicy`).
 //!
-//! Input: a list of configured entries (raw bytes, or built `scheme://host[:port]` with glob
+//! Input (see `wse_fuzz::split_mode`): raw, an `ALLOWED_ORIGINS` value then one `Origin` per
+//! line (the corpus holds real ones); or structured, a list of configured entries (raw bytes, or built `scheme://host[:port]` with glob
 //! characters) and a list of `Origin` header values (absent, raw bytes, built, or a configured
 //! entry re-cased, with a trailing `/` and surrounding spaces). Invariants:
 //!
@@ -14,7 +15,7 @@
 use bolero::TypeGenerator;
 use wse_core::auth::OriginPolicy;
 use wse_core::glob::{glob_match, is_glob};
-use wse_fuzz::name_from;
+use wse_fuzz::{Mode, name_from, split_mode, structured};
 
 #[derive(Debug, TypeGenerator)]
 struct Input {
@@ -63,57 +64,86 @@ impl Parts {
 
 #[test]
 fn origin_policy() {
-    bolero::check!().with_type::<Input>().for_each(|input| {
-        let entries: Vec<String> = input
-            .entries
-            .iter()
-            .map(|e| match e {
-                Entry::Raw(b) => String::from_utf8_lossy(b).into_owned(),
-                Entry::Built(p) => p.render(b"ab.*?"),
-                Entry::Null => "null".to_owned(),
-            })
-            .collect();
-        let Ok(policy) = OriginPolicy::new(&entries) else {
-            return;
-        };
-        let origins: Vec<Option<Vec<u8>>> = input
-            .origins
-            .iter()
-            .map(|o| origin_bytes(o, &entries))
-            .collect();
-        for origin in &origins {
-            let origin = origin.as_deref();
-            assert_eq!(
-                policy.allows(origin),
-                reference_allows(&entries, origin),
-                "entries {entries:?}, origin {:?}",
-                origin.map(String::from_utf8_lossy)
-            );
-        }
-        for entry in &entries {
-            let norm = normalise(entry);
-            if norm != "null" && !is_glob(&norm) && !norm.is_empty() {
-                let padded = format!("  {}/ ", norm.to_ascii_uppercase());
-                assert!(
-                    policy.allows(Some(padded.as_bytes())),
-                    "{entry:?} refused itself"
-                );
+    bolero::check!().for_each(|bytes: &[u8]| match split_mode(bytes) {
+        // Raw: an `ALLOWED_ORIGINS` value, then one `Origin` value per line.
+        Some((Mode::Raw, rest)) => {
+            let text = String::from_utf8_lossy(rest);
+            let mut lines = text.split('\n');
+            let env = lines.next().unwrap_or("");
+            let entries: Vec<String> = env
+                .split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let origins: Vec<Option<Vec<u8>>> =
+                lines.map(|l| Some(l.as_bytes().to_vec())).collect();
+            if let Ok(policy) = OriginPolicy::from_env_value(env) {
+                check(&policy, &entries, &origins);
             }
         }
-        if entries.iter().all(|e| !e.contains(',')) {
-            let env = OriginPolicy::from_env_value(&entries.join(","))
-                .expect("the same entries, already accepted once");
-            let non_blank: Vec<String> = entries
-                .iter()
-                .filter(|e| !e.trim().is_empty())
-                .cloned()
-                .collect();
-            assert_eq!(
-                env,
-                OriginPolicy::new(&non_blank).expect("subset of accepted entries")
+        Some((Mode::Structured, rest)) => {
+            if let Some(input) = structured::<Input>(rest) {
+                check_structured(&input);
+            }
+        }
+        None => {}
+    });
+}
+
+fn check_structured(input: &Input) {
+    let entries: Vec<String> = input
+        .entries
+        .iter()
+        .map(|e| match e {
+            Entry::Raw(b) => String::from_utf8_lossy(b).into_owned(),
+            Entry::Built(p) => p.render(b"ab.*?"),
+            Entry::Null => "null".to_owned(),
+        })
+        .collect();
+    let Ok(policy) = OriginPolicy::new(&entries) else {
+        return;
+    };
+    let origins: Vec<Option<Vec<u8>>> = input
+        .origins
+        .iter()
+        .map(|o| origin_bytes(o, &entries))
+        .collect();
+    check(&policy, &entries, &origins);
+}
+
+fn check(policy: &OriginPolicy, entries: &[String], origins: &[Option<Vec<u8>>]) {
+    for origin in origins {
+        let origin = origin.as_deref();
+        assert_eq!(
+            policy.allows(origin),
+            reference_allows(entries, origin),
+            "entries {entries:?}, origin {:?}",
+            origin.map(String::from_utf8_lossy)
+        );
+    }
+    for entry in entries {
+        let norm = normalise(entry);
+        if norm != "null" && !is_glob(&norm) && !norm.is_empty() {
+            let padded = format!("  {}/ ", norm.to_ascii_uppercase());
+            assert!(
+                policy.allows(Some(padded.as_bytes())),
+                "{entry:?} refused itself"
             );
         }
-    });
+    }
+    if entries.iter().all(|e| !e.contains(',')) {
+        let env = OriginPolicy::from_env_value(&entries.join(","))
+            .expect("the same entries, already accepted once");
+        let non_blank: Vec<String> = entries
+            .iter()
+            .filter(|e| !e.trim().is_empty())
+            .cloned()
+            .collect();
+        // `policy` came from `new(entries)` or from this very env value.
+        let from_new = OriginPolicy::new(&non_blank).expect("subset of accepted entries");
+        assert_eq!(env, from_new);
+    }
 }
 
 fn origin_bytes(origin: &Origin, entries: &[String]) -> Option<Vec<u8>> {

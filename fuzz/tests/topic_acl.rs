@@ -1,6 +1,7 @@
 //! Fuzz target: topic ACLs built from arbitrary JWT claims (`wse_core::auth::TopicAcl`).
 //!
-//! Input: a `wse_topics` claim (not an object, or an object whose `allow`/`deny`/`publish` are
+//! Input (see `wse_fuzz::split_mode`): raw, a JSON claim line then topic lines (the corpus
+//! holds real claims); or structured, a `wse_topics` claim (not an object, or an object whose `allow`/`deny`/`publish` are
 //! absent, not lists, or lists mixing globs with numbers and nulls), topics and glob patterns,
 //! all over a small alphabet so matches are frequent. Invariants:
 //!
@@ -15,7 +16,7 @@
 use bolero::TypeGenerator;
 use serde_json::{Value, json};
 use wse_core::auth::TopicAcl;
-use wse_fuzz::{name_from, reference_glob};
+use wse_fuzz::{Mode, name_from, reference_glob, split_mode, structured};
 
 #[derive(Debug, TypeGenerator)]
 struct Input {
@@ -54,66 +55,102 @@ const TOPIC_ALPHABET: &[u8] = b"ab:";
 
 #[test]
 fn topic_acl() {
-    bolero::check!().with_type::<Input>().for_each(|input| {
-        let (claim, lists) = render(&input.claim);
-        let acl = TopicAcl::from_claim(&claim);
-        let Some((allow, deny, publish)) = lists else {
-            assert_eq!(acl, None, "a non-object claim gave an ACL");
-            return;
-        };
-        let acl = acl.expect("an object claim gives an ACL");
+    bolero::check!().for_each(|bytes: &[u8]| match split_mode(bytes) {
+        // Raw: a JSON `wse_topics` claim on the first line, then topics and patterns, one a line.
+        Some((Mode::Raw, rest)) => {
+            let text = String::from_utf8_lossy(rest);
+            let mut lines = text.split('\n');
+            let Ok(claim) = serde_json::from_str::<Value>(lines.next().unwrap_or("")) else {
+                return;
+            };
+            let names: Vec<String> = lines.map(str::to_owned).collect();
+            check(&claim, expected_lists(&claim), &names, &names);
+        }
+        Some((Mode::Structured, rest)) => {
+            if let Some(input) = structured::<Input>(rest) {
+                let (claim, lists) = render(&input.claim);
+                let topics: Vec<String> = input
+                    .topics
+                    .iter()
+                    .map(|t| name_from(t, TOPIC_ALPHABET))
+                    .collect();
+                let patterns: Vec<String> = input
+                    .patterns
+                    .iter()
+                    .map(|p| name_from(p, GLOB_ALPHABET))
+                    .collect();
+                check(&claim, lists, &topics, &patterns);
+            }
+        }
+        None => {}
+    });
+}
+
+/// The documented reading of a claim: an object gives its `allow`/`deny`/`publish` string
+/// entries in order (non-strings skipped, non-lists empty); anything else gives no ACL.
+fn expected_lists(claim: &Value) -> Option<Lists> {
+    let obj = claim.as_object()?;
+    let list = |k: &str| -> Vec<String> {
+        obj.get(k)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Some((list("allow"), list("deny"), list("publish")))
+}
+
+fn check(claim: &Value, lists: Option<Lists>, topics: &[String], patterns: &[String]) {
+    let acl = TopicAcl::from_claim(claim);
+    let Some((allow, deny, publish)) = lists else {
+        assert_eq!(acl, None, "a non-object claim gave an ACL");
+        return;
+    };
+    let acl = acl.expect("an object claim gives an ACL");
+    assert_eq!(
+        (acl.allow(), acl.deny(), acl.publish()),
+        (&allow[..], &deny[..], &publish[..])
+    );
+    assert_eq!(acl.is_unrestricted(), allow.is_empty() && deny.is_empty());
+    let matches_any = |globs: &[String], t: &str| {
+        globs
+            .iter()
+            .any(|g| reference_glob(g.as_bytes(), t.as_bytes()))
+    };
+    for t in topics {
+        let receive = !matches_any(&deny, t) && (allow.is_empty() || matches_any(&allow, t));
+        assert_eq!(acl.allows_topic(t), receive, "allows_topic({t:?})");
         assert_eq!(
-            (acl.allow(), acl.deny(), acl.publish()),
-            (&allow[..], &deny[..], &publish[..])
+            acl.allows_publish(t),
+            matches_any(&publish, t) && !matches_any(&deny, t)
         );
-        assert_eq!(acl.is_unrestricted(), allow.is_empty() && deny.is_empty());
-        let matches_any = |globs: &[String], t: &str| {
-            globs
+    }
+    for (i, p) in patterns.iter().enumerate() {
+        assert_eq!(acl.allows_subscription(p), acl.allows_topic(p));
+        let reaches = acl.pattern_may_reach_denied(p);
+        for t in topics {
+            if reference_glob(p.as_bytes(), t.as_bytes()) && matches_any(&deny, t) {
+                assert!(reaches, "{p:?} reaches denied topic {t:?} unnoticed");
+            }
+        }
+        if reaches
+            && i < 4
+            && p.len() <= 3
+            && deny.len() <= 4
+            && deny
                 .iter()
-                .any(|g| reference_glob(g.as_bytes(), t.as_bytes()))
-        };
-        let topics: Vec<String> = input
-            .topics
-            .iter()
-            .map(|t| name_from(t, TOPIC_ALPHABET))
-            .collect();
-        let patterns: Vec<String> = input
-            .patterns
-            .iter()
-            .map(|p| name_from(p, GLOB_ALPHABET))
-            .collect();
-        for t in &topics {
-            let receive = !matches_any(&deny, t) && (allow.is_empty() || matches_any(&allow, t));
-            assert_eq!(acl.allows_topic(t), receive, "allows_topic({t:?})");
-            assert_eq!(
-                acl.allows_publish(t),
-                matches_any(&publish, t) && !matches_any(&deny, t)
+                .all(|d| d.len() <= 3 && d.bytes().all(|b| GLOB_ALPHABET.contains(&b)))
+        {
+            assert!(
+                short_strings().any(|t| reference_glob(p.as_bytes(), &t)
+                    && matches_any(&deny, &String::from_utf8_lossy(&t))),
+                "{p:?} said to reach {deny:?} but no topic does"
             );
         }
-        for (i, p) in patterns.iter().enumerate() {
-            assert_eq!(acl.allows_subscription(p), acl.allows_topic(p));
-            let reaches = acl.pattern_may_reach_denied(p);
-            for t in &topics {
-                if reference_glob(p.as_bytes(), t.as_bytes()) && matches_any(&deny, t) {
-                    assert!(reaches, "{p:?} reaches denied topic {t:?} unnoticed");
-                }
-            }
-            if reaches
-                && i < 4
-                && p.len() <= 3
-                && deny.len() <= 4
-                && deny
-                    .iter()
-                    .all(|d| d.len() <= 3 && d.bytes().all(|b| GLOB_ALPHABET.contains(&b)))
-            {
-                assert!(
-                    short_strings().any(|t| reference_glob(p.as_bytes(), &t)
-                        && matches_any(&deny, &String::from_utf8_lossy(&t))),
-                    "{p:?} said to reach {deny:?} but no topic does"
-                );
-            }
-        }
-    });
+    }
 }
 
 /// Every string of length 0 to 6 over `a`, `b`, `:` and `c` (standing for any other byte): a

@@ -1,7 +1,8 @@
 //! Fuzz target: the HTTP request-head parser in front of every socket
 //! (`wse_runtime::upgrade::parse_any`).
 //!
-//! Input: raw bytes, or a request built from fuzzed parts (method, target, header names from a
+//! Input (see `wse_fuzz::split_mode`): raw bytes (the corpus holds real upgrade requests), or a
+//! request built from fuzzed parts (method, target, header names from a
 //! list that includes every header the parser reads, values, line endings) followed by fuzzed
 //! trailing bytes (pipelined WebSocket data or a body). Invariants:
 //!
@@ -16,13 +17,8 @@
 //! - an upgrade is a `GET` with a non-empty key and its 101 answer carries the accept key.
 
 use bolero::TypeGenerator;
+use wse_fuzz::{Mode, split_mode, structured};
 use wse_runtime::upgrade::{MAX_HEAD_BYTES, Request, UpgradeError, parse_any};
-
-#[derive(Debug, TypeGenerator)]
-enum Input {
-    Raw(Vec<u8>),
-    Built(Built),
-}
 
 #[derive(Debug, TypeGenerator)]
 struct Built {
@@ -103,12 +99,14 @@ impl Built {
 
 #[test]
 fn upgrade_parser() {
-    bolero::check!().with_type::<Input>().for_each(|input| {
-        let bytes = match input {
-            Input::Raw(b) => b.clone(),
-            Input::Built(b) => b.render(),
-        };
-        check(&bytes);
+    bolero::check!().for_each(|bytes: &[u8]| match split_mode(bytes) {
+        Some((Mode::Raw, request)) => check(request),
+        Some((Mode::Structured, rest)) => {
+            if let Some(built) = structured::<Built>(rest) {
+                check(&built.render());
+            }
+        }
+        None => {}
     });
 }
 
