@@ -7,7 +7,7 @@
 //! - mode 0 and 3, **raw**: the frame itself (so `E:`, `C:` and `M:` frames from the corpus are
 //!   mutated byte by byte);
 //! - mode 1, **zlib bomb**: `repeat: u16 LE`, `level: u8`, then a chunk; the frame is `C:` and
-//!   the chunk repeated `repeat + 1` times (at most 1 MiB), compressed;
+//!   the chunk repeated `repeat + 1` times (at most twice the cap, just over 1 MiB), compressed;
 //! - mode 2, **depth bomb**: `depth: u16 LE`, `kind: u8`, then a leaf; the frame is `M:` and the
 //!   leaf nested `depth` times in one-element arrays or maps.
 //!
@@ -28,7 +28,7 @@ use std::io::Read;
 use wse_core::protocol::msgpack::MAX_INBOUND_DEPTH;
 use wse_core::protocol::{
     BinaryInbound, InboundError, MsgpackError, classify_binary, json_to_msgpack, msgpack_to_json,
-    zlib_compress, zlib_decompress_capped,
+    zlib_compress,
 };
 use wse_fuzz::json_depth;
 
@@ -36,8 +36,9 @@ use wse_fuzz::json_depth;
 /// server's default (1 MiB) so the real configuration is covered.
 const CAPS: [usize; 8] = [0, 1, 16, 100, 1024, 4096, 65_536, 1 << 20];
 
-/// Largest plaintext a zlib-bomb input builds (the default cap, so both sides of it occur).
-const MAX_BOMB_BYTES: usize = 1 << 20;
+/// Largest plaintext a zlib-bomb input builds: just past the default cap, so both sides of
+/// every cap occur.
+const MAX_BOMB_BYTES: usize = (1 << 20) + 4096;
 
 /// Deepest nesting a depth-bomb input builds: far beyond any recursion the decoder could afford.
 const MAX_BOMB_DEPTH: usize = 100_000;
@@ -104,14 +105,6 @@ fn check_frame(frame: &[u8], msgpack_conn: bool, cap: usize) {
 
 /// `C:` frames against an independent streaming decoder.
 fn check_compressed(compressed: &[u8], got: &Result<BinaryInbound<'_>, InboundError>, cap: usize) {
-    let direct = zlib_decompress_capped(compressed, cap);
-    if let Ok(plain) = &direct {
-        assert!(
-            plain.len() <= cap,
-            "decompressed {} bytes past the cap {cap}",
-            plain.len()
-        );
-    }
     let reference = reference_inflate(compressed, cap);
     match got {
         Ok(BinaryInbound::Text(text)) => {
@@ -162,8 +155,10 @@ fn zlib_bomb(rest: &[u8], msgpack_conn: bool, cap: usize) {
         return;
     }
     let repeat = usize::from(u16::from_le_bytes([*r0, *r1])) + 1;
-    // `repeat` doubles its way up with memcpy: cheap even unoptimised.
-    let plain = chunk.repeat(repeat.min(MAX_BOMB_BYTES / chunk.len()).max(1));
+    // Twice the cap is enough to cross it; building (and compressing) more only slows the
+    // campaign down. `repeat` doubles its way up with memcpy: cheap even unoptimised.
+    let most = MAX_BOMB_BYTES.min(cap.saturating_mul(2).max(64));
+    let plain = chunk.repeat(repeat.min(most / chunk.len()).max(1));
     let frame = [
         b"C:".as_slice(),
         &zlib_compress(&plain, u32::from(*level % 10)),
@@ -176,7 +171,11 @@ fn zlib_bomb(rest: &[u8], msgpack_conn: bool, cap: usize) {
         Ok(String::from_utf8(plain.clone()).map_or(BinaryInbound::Bin, BinaryInbound::Text))
     };
     assert_eq!(got, want, "bomb of {} bytes, cap {cap}", plain.len());
-    check_frame(&frame, msgpack_conn, cap);
+    // The exact answer is checked above; the generic checks decompress twice more, which for
+    // megabyte bombs would only slow the campaign down.
+    if plain.len() <= 1 << 16 {
+        check_frame(&frame, msgpack_conn, cap);
+    }
 }
 
 fn depth_bomb(rest: &[u8], msgpack_conn: bool, cap: usize) {
