@@ -22,6 +22,34 @@ fn run(cmd: &mut Command, what: &str) {
     assert!(status.success(), "{what} failed ({status}): {cmd:?}");
 }
 
+/// Like [`run`], but captures the output, and on failure ends the panic message with the
+/// compiler's error lines: CI shows only the tail of a failing test's output, and a wheel build
+/// buries the cause under pip's and maturin's wrapping.
+fn run_captured(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        return;
+    }
+    eprintln!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
+    let errors: Vec<&str> = stdout
+        .lines()
+        .chain(stderr.lines())
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("error") || l.starts_with("-->") || l.contains("No space left")
+        })
+        .collect();
+    panic!(
+        "{what} failed ({}): {cmd:?}\nthe error lines:\n{}",
+        out.status,
+        errors.join("\n")
+    );
+}
+
 #[test]
 fn the_python_package_passes_its_suite_from_a_fresh_virtualenv() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -34,7 +62,7 @@ fn the_python_package_passes_its_suite_from_a_fresh_virtualenv() {
         "creating the virtualenv (python3 -m venv; install python3-venv if missing)",
     );
     let py = venv.join("bin/python");
-    run(
+    run_captured(
         Command::new(&py)
             .args([
                 "-m",
