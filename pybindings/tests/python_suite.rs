@@ -34,7 +34,6 @@ fn run_captured(cmd: &mut Command, what: &str) {
     if out.status.success() {
         return;
     }
-    eprintln!("--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
     let errors: Vec<&str> = stdout
         .lines()
         .chain(stderr.lines())
@@ -43,9 +42,12 @@ fn run_captured(cmd: &mut Command, what: &str) {
             l.starts_with("error") || l.starts_with("-->") || l.contains("No space left")
         })
         .collect();
+    let tail: Vec<&str> = stderr.lines().rev().take(60).collect();
+    let tail: Vec<&str> = tail.into_iter().rev().collect();
     panic!(
-        "{what} failed ({}): {cmd:?}\nthe error lines:\n{}",
+        "{what} failed ({}): {cmd:?}\n--- stdout ---\n{stdout}\n--- the last lines of stderr ---\n{}\n--- the error lines ---\n{}",
         out.status,
+        tail.join("\n"),
         errors.join("\n")
     );
 }

@@ -197,6 +197,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// What [`ServerHandle::start_on_with`] takes besides the listener and the configuration.
+/// The defaults are production's: no HTTP service, OS randomness, the system clock.
+#[derive(Clone, Debug, Default)]
+pub struct StartOptions {
+    /// Answers the port's plain HTTP requests (else `426 Upgrade Required`).
+    pub http: Option<Arc<dyn HttpService>>,
+    /// Seeds every random choice of the server (connection and message ids, recovery epochs,
+    /// the presence node id); `None` draws the seed from the OS.
+    pub seed: Option<u64>,
+    /// The wall-clock time at start; message timestamps are this plus the runtime's
+    /// monotonic elapsed time. `None` reads the system clock once.
+    pub wall_origin: Option<WallClock>,
+}
+
 impl ServerHandle {
     /// Validates `config`, binds `host:port`, and starts accepting. Returns once bound
     /// (CONTRACT D1): a bind failure is an error here, never only a log line.
@@ -236,13 +250,42 @@ impl ServerHandle {
         settings: Arc<ConnSettings>,
         http: Option<Arc<dyn HttpService>>,
     ) -> ServerHandle {
+        let options = StartOptions {
+            http,
+            ..StartOptions::default()
+        };
+        ServerHandle::start_on_with(listener, config, settings, options)
+    }
+
+    /// The general form of every `start*`: an already-bound listener plus [`StartOptions`]
+    /// (the simulator fixes the seed and the wall clock there, so a run replays exactly).
+    pub fn start_on_with<L: Listener>(
+        listener: L,
+        config: &ServerConfig,
+        settings: Arc<ConnSettings>,
+        options: StartOptions,
+    ) -> ServerHandle {
+        let StartOptions {
+            http,
+            seed,
+            wall_origin,
+        } = options;
         let local_addr = listener
             .local_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
         let (tx, rx) = event_queue::channel(config.max_inbound_queue_size, config.max_message_size);
-        let wall_origin_micros = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let wall_origin_micros = wall_origin.map_or_else(
+            || {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            },
+            WallClock::unix_micros,
+        );
+        // One seed for everything random in this server: ids, epochs, the presence node id.
+        let mut seeder = ChaCha8Rng::seed_from_u64(seed.unwrap_or_else(|| OsRng.next_u64()));
+        let rng_seed = seeder.next_u64();
+        let node_id = seeder.next_u64();
         let shared = Arc::new(Shared {
             settings,
             max_connections: config.max_connections,
@@ -255,7 +298,7 @@ impl ServerHandle {
             counters: Counters::default(),
             topic_counts: TopicCounts::default(),
             seq: AtomicU64::new(0),
-            rng: Mutex::new(ChaCha8Rng::seed_from_u64(OsRng.next_u64())),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(rng_seed)),
             origin: tokio::time::Instant::now(),
             wall_origin_micros,
             draining: AtomicBool::new(false),
@@ -268,7 +311,7 @@ impl ServerHandle {
                 )))
             }),
             presence: config.presence_enabled.then(|| {
-                let node = NodeId(OsRng.next_u64());
+                let node = NodeId(node_id);
                 let limits = PresenceLimits {
                     max_data_size: config.presence_max_data_size,
                     max_members: config.presence_max_members,
