@@ -345,6 +345,6 @@ impl Client {
     }
 
     fn deliver(&mut self, envelope: Envelope) {
-        self.push_event(Event::Message(Delivered { envelope }));
+        self.push_event(Event::Message(Box::new(Delivered { envelope })));
     }
 }

@@ -40,6 +40,9 @@
 //!   `NotRecovered`. `Recovered`/`NotRecovered` are emitted for acks of topics whose recovery
 //!   was requested (or, for `NotRecovered`, that had a position); a `recovered: false` entry
 //!   for a topic the client knew nothing about just sets its position.
+//!   A gap seen before `Ready` is asked for at once (the connection is up); the subscription
+//!   sent at `Ready` asks again for every position, so a replay may arrive twice — its second
+//!   copy is dropped as duplicates.
 //! - Unstamped messages with an `id` are deduplicated by `dedup.rs`'s window.
 //! - Positions and the subscribed set survive reconnects; recovery requests in flight do not.
 //!   A topic the server lists in `failed_topics` leaves the subscribed set.

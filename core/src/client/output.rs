@@ -49,8 +49,9 @@ pub enum Event {
         /// When the next attempt starts; `None`: no reconnect (closed or failed).
         retry_in: Option<Duration>,
     },
-    /// An application message, after the stamp or id dedup checks.
-    Message(Delivered),
+    /// An application message, after the stamp or id dedup checks (boxed: an envelope is
+    /// much larger than every other event).
+    Message(Box<Delivered>),
     /// A binary frame without a `C:`, `M:` or `E:` prefix, as received.
     Binary(Vec<u8>),
     /// A stamped message arrived with something missing before it; it was dropped and a

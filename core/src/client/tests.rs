@@ -78,9 +78,10 @@ fn stamped(topic: &str, epoch: u32, offset: u64) -> String {
 }
 
 fn ack(recovery: Value) -> String {
-    json!({"c": "WSE", "t": "subscription_update",
-           "p": {"success": true, "success_topics": [], "failed_topics": [], "recovery": recovery}})
-    .to_string()
+    let mut v = json!({"c": "WSE", "t": "subscription_update",
+        "p": {"success": true, "success_topics": [], "failed_topics": []}});
+    v["p"]["recovery"] = recovery;
+    v.to_string()
 }
 
 /// Subscription requests among the sent frames (their `p`).
