@@ -27,10 +27,12 @@
 //! | [`pubsub`] | topic registry, glob subscriptions, queue groups, fan-out targets |
 //! | [`recovery`] | per-topic recovery rings: epochs, stamps, `since`, TTL, memory budget |
 //! | [`presence`] | presence as a CRDT (per-origin LWW registers, hybrid logical clock) |
+//! | [`client`] | the client machine: reconnect backoff, session handshake, recovery positions, dedup |
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod glob;
