@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod http;
 pub mod net;
 pub mod server;

@@ -30,7 +30,7 @@ use wse_core::conn::{ConnSettings, Connection, Event, Output, SendEventOutcome, 
 use wse_core::presence::{NodeId, PresenceLimits};
 use wse_core::protocol::{self, Frame};
 use wse_core::pubsub::SubscribeError;
-use wse_core::recovery::{RecoveryConfig, RecoveryStore};
+use wse_core::recovery::{Epoch, RecoveryConfig, RecoveryStore};
 use wse_core::{ConnId, Instant, WallClock};
 
 use crate::http::{HttpRequest, HttpResponse, HttpService};
@@ -179,11 +179,17 @@ struct Shared {
     cancel: CancellationToken,
 }
 
+/// A frame on its way to the writer, and whether it is charged to the connection's byte
+/// budget (`false` for close frames and recovery replays, whose bytes are shared with the
+/// recovery ring and bounded by `recovery_max_messages`).
+type Queued = (Bytes, bool);
+
 /// One connection as the rest of the server sees it.
 #[derive(Debug)]
 struct Peer {
     machine: Mutex<Connection>,
-    queue: mpsc::Sender<Bytes>,
+    /// Frames for the writer, each marked whether it counts against `pending_bytes`.
+    queue: mpsc::Sender<Queued>,
     pending_bytes: Arc<AtomicUsize>,
     /// Wakes the reader when a command changed the machine's deadlines or ended it.
     wake: Notify,
@@ -492,12 +498,15 @@ impl Server {
     /// Publishes `text` to a topic on this node: one text frame built once (category injected)
     /// to every exact subscriber, every glob subscriber whose pattern matches **and whose ACL
     /// allows this topic** (CONTRACT D9), and one eligible member of each queue group.
-    pub fn broadcast_local(&self, topic: &str, text: &str) {
+    ///
+    /// Returns the recovery stamp `(epoch, offset)` the publication got, `None` when recovery
+    /// is off.
+    pub fn broadcast_local(&self, topic: &str, text: &str) -> Option<(Epoch, u64)> {
         let shared = &self.shared;
         shared
             .topic_counts
             .record(topic, |t| shared.registry.subscriber_count(t) > 0);
-        shared.publish(topic, &protocol::inject_category(text));
+        shared.publish(topic, &protocol::inject_category(text))
     }
 
     /// Drain for a rolling restart: refuse new sockets from now on, close every connection
@@ -707,12 +716,28 @@ impl Shared {
         let len = wire.len();
         let pending = peer.pending_bytes.fetch_add(len, Ordering::AcqRel) + len;
         let over = self.max_outbound_queue_bytes != 0 && pending > self.max_outbound_queue_bytes;
-        if !over && peer.queue.try_send(wire).is_ok() {
+        if !over && peer.queue.try_send((wire, true)).is_ok() {
             self.counters
                 .bytes_sent
                 .fetch_add(len as u64, Ordering::Relaxed);
         } else {
             peer.pending_bytes.fetch_sub(len, Ordering::AcqRel);
+            self.counters
+                .slow_consumer_drops
+                .fetch_add(1, Ordering::Relaxed);
+            let (now, _) = self.now();
+            m.close(now, close_code::TRY_AGAIN_LATER, "Slow consumer");
+        }
+    }
+
+    /// Queues a recovery replay frame without charging it to the byte budget (the bytes are
+    /// the ring's own, already counted by the recovery memory budget). A full frame queue
+    /// still closes the connection with 1013.
+    fn enqueue_replay(&self, peer: &Peer, m: &mut Connection, wire: Bytes) {
+        let len = wire.len() as u64;
+        if peer.queue.try_send((wire, false)).is_ok() {
+            self.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
+        } else {
             self.counters
                 .slow_consumer_drops
                 .fetch_add(1, Ordering::Relaxed);
@@ -740,7 +765,7 @@ impl Shared {
                     // Control frames bypass the byte budget; a full queue means the peer is
                     // not reading at all, so drop it.
                     let wire = wsframe::encode_close(code, &reason);
-                    if peer.queue.try_send(wire).is_err() {
+                    if peer.queue.try_send((wire, false)).is_err() {
                         peer.terminated.store(true, Ordering::SeqCst);
                     }
                     peer.wake.notify_one();
@@ -896,7 +921,7 @@ async fn accept_loop<L: Listener>(mut listener: L, shared: Arc<Shared>) {
     }
 }
 
-type Upgraded<S> = (S, BytesMut, Arc<Peer>, mpsc::Receiver<Bytes>);
+type Upgraded<S> = (S, BytesMut, Arc<Peer>, mpsc::Receiver<Queued>);
 
 /// Reads the upgrade request, answers it, and registers the connection if the machine accepts
 /// it. `None`: the socket is done (refused, rejected, or gone).
@@ -1026,7 +1051,7 @@ async fn serve<S>(
     stream: S,
     mut buf: BytesMut,
     peer: Arc<Peer>,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Queued>,
     shared: Arc<Shared>,
 ) where
     S: tokio::io::AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -1118,7 +1143,7 @@ fn feed(shared: &Shared, peer: &Peer, decoder: &mut FrameDecoder, buf: &mut Byte
                     // Echo the close (RFC 6455 §5.5.1) before the socket goes.
                     let _ = peer
                         .queue
-                        .try_send(wsframe::encode_close(close_code::NORMAL, ""));
+                        .try_send((wsframe::encode_close(close_code::NORMAL, ""), false));
                 }
                 m.handle_peer_close(now);
                 false
@@ -1141,18 +1166,27 @@ fn feed(shared: &Shared, peer: &Peer, decoder: &mut FrameDecoder, buf: &mut Byte
 /// writes; every write must progress within [`WRITE_TIMEOUT`].
 async fn write_loop<W: AsyncWrite + Unpin>(
     mut wr: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Queued>,
     pending: Arc<AtomicUsize>,
 ) {
     // Grown on first use: an idle connection holds no batch memory.
+    let mut queued: Vec<Queued> = Vec::new();
     let mut batch: Vec<Bytes> = Vec::new();
-    while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let total: usize = batch.iter().map(Bytes::len).sum();
+    while rx.recv_many(&mut queued, WRITE_BATCH).await > 0 {
+        let charged: usize = queued
+            .iter()
+            .filter(|(_, charged)| *charged)
+            .map(|(b, _)| b.len())
+            .sum();
+        batch.extend(queued.drain(..).map(|(b, _)| b));
         match tokio::time::timeout(WRITE_TIMEOUT, write_all_vectored(&mut wr, &mut batch)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) | Err(_) => return,
         }
-        pending.fetch_sub(total.min(pending.load(Ordering::Acquire)), Ordering::AcqRel);
+        pending.fetch_sub(
+            charged.min(pending.load(Ordering::Acquire)),
+            Ordering::AcqRel,
+        );
         batch.clear();
     }
     let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;

@@ -177,6 +177,14 @@ impl Topics {
         self.all().map(|r| lock(r).topic_count()).sum()
     }
 
+    /// Whether `conn` holds a subscription to exactly `topic` (a key: a topic or a pattern).
+    pub fn is_subscribed(&self, conn: ConnId, topic: &str) -> bool {
+        lock(self.shard(topic))
+            .topics_of(conn)
+            .iter()
+            .any(|t| t == topic)
+    }
+
     /// Forgets a connection everywhere (disconnect).
     pub fn remove_connection(&self, conn: ConnId) {
         self.unsubscribe(conn, None);

@@ -637,7 +637,9 @@ async fn a_new_connection_recovers_exactly_the_missed_stamped_messages_after_its
 }
 
 #[tokio::test]
-async fn a_replay_that_does_not_fit_the_outbound_budget_is_reported_not_recovered() {
+async fn a_replay_larger_than_the_outbound_budget_is_sent_whole_and_not_charged() {
+    // A slow consumer closed with 1013 has missed more than its budget by construction; were
+    // the replay charged, it could never recover. The replay's bytes are the ring's own.
     let server = ServerHandle::start(&config(|c| {
         c.recovery_enabled = true;
         c.max_outbound_queue_bytes = 4096;
@@ -652,21 +654,24 @@ async fn a_replay_that_does_not_fit_the_outbound_budget_is_reported_not_recovere
         );
     }
     let (mut ws, id) = plain_client(&server).await;
-    let (epoch, _) = {
-        let o = server
-            .subscribe_with_recovery(id, &["big".into()], false, None, None)
-            .unwrap();
-        (o.topics["big"].epoch.unwrap(), o.topics["big"].offset)
-    };
+    let epoch = server
+        .subscribe_with_recovery(id, &["big".into()], false, None, None)
+        .unwrap()
+        .topics["big"]
+        .epoch
+        .unwrap();
     let outcome = server
         .subscribe_with_recovery(id, &["big".into()], true, Some(&epoch.to_string()), Some(0))
         .unwrap();
-    assert!(!outcome.recovered);
-    assert_eq!(outcome.topics["big"].count, 0);
-    assert!(outcome.topics["big"].recoverable);
-    // The connection is still open and gets live traffic.
-    server.send(id, "still here");
-    assert_eq!(next(&mut ws).await, Message::text("still here"));
+    assert!(outcome.recovered);
+    assert_eq!(outcome.topics["big"].count, 9, "offsets 1..=9, about 10 KB");
+    for o in 1..=9 {
+        assert_eq!(next_json(&mut ws).await["o"], o);
+    }
+    // Live traffic after the replay is charged as usual and still flows.
+    server.broadcast_local("big", r#"{"t":"m","p":{"n":10}}"#);
+    assert_eq!(next_json(&mut ws).await["o"], 10);
+    assert_eq!(server.slow_consumer_drops(), 0);
     server.stop().await;
 }
 

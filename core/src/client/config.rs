@@ -42,6 +42,10 @@ pub struct ClientConfig {
     /// client announces the loss (`NotRecovered`) and resumes from that message (10 s). Without
     /// this, a server that never acknowledges would stall the topic forever.
     pub recovery_timeout: Duration,
+    /// Presence data sent with every subscribe request as `p.presence` (`None`: no presence).
+    /// Our extension, answered by the standalone server's built-in protocol (the published
+    /// clients never send it; an embedding application may read it from the event).
+    pub presence: Option<serde_json::Value>,
 }
 
 impl Default for ClientConfig {
@@ -59,6 +63,7 @@ impl Default for ClientConfig {
             client_version: concat!("wse-core/", env!("CARGO_PKG_VERSION")).to_owned(),
             max_tracked_topics: 10_000,
             recovery_timeout: Duration::from_secs(10),
+            presence: None,
         }
     }
 }

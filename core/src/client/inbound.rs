@@ -89,6 +89,16 @@ impl Client {
                 Ok(_) => self.protocol_error("M: frame is not a msgpack map"),
                 Err(e) => self.protocol_error(format!("M: frame: {e}")),
             }
+        } else if is_raw_zlib(data) {
+            // Raw zlib (never produced by the original server, accepted by both its clients).
+            match zlib_decompress_capped(data, limit).map(String::from_utf8) {
+                Ok(Ok(text)) => self.dispatch_text(now, &text),
+                _ => self.push_event(Event::Binary(data.to_vec())),
+            }
+        } else if let Some(map) = json_object(data) {
+            // Plain JSON in a binary frame: what `send_event` produces below the compression
+            // threshold (UPSTREAM §3.1); the Python client reads it as JSON too.
+            self.dispatch_object(now, map, false);
         } else {
             self.push_event(Event::Binary(data.to_vec()));
         }
@@ -346,5 +356,20 @@ impl Client {
 
     fn deliver(&mut self, envelope: Envelope) {
         self.push_event(Event::Message(Box::new(Delivered { envelope })));
+    }
+}
+
+/// A zlib stream header as the published clients recognise it: `0x78` then a standard second
+/// byte.
+fn is_raw_zlib(data: &[u8]) -> bool {
+    matches!(data, [0x78, 0x01 | 0x5e | 0x9c | 0xda, ..])
+}
+
+/// `data` as a JSON object, after the legacy prefixes (`WSE{`, `S{`, `U{`) are stripped.
+fn json_object(data: &[u8]) -> Option<Map<String, Value>> {
+    let text = std::str::from_utf8(data).ok()?;
+    match serde_json::from_str(strip_legacy_prefix(text)).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
     }
 }

@@ -496,7 +496,10 @@ impl Client {
         for topic in recovery.keys() {
             self.recovering.insert((*topic).to_owned(), now);
         }
-        let payload = wire::subscribe_payload(topics.iter().map(String::as_str), &recovery);
+        let mut payload = wire::subscribe_payload(topics.iter().map(String::as_str), &recovery);
+        if let (Some(data), Value::Object(p)) = (&self.config.presence, &mut payload) {
+            p.insert("presence".into(), data.clone());
+        }
         let text = self.envelope(now, "subscription_update", payload, None);
         self.outputs.push_back(Output::SendText(text));
     }

@@ -146,6 +146,13 @@ pub enum State {
     Failed(FailReason),
 }
 
+impl State {
+    /// `Closed` or `Failed`: the machine will emit nothing more.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, State::Closed | State::Failed(_))
+    }
+}
+
 /// Why [`Client::send`](super::Client::send) refused a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {

@@ -260,6 +260,25 @@ fn reconnect_resubscribes_every_topic_with_recover_and_the_known_positions() {
 }
 
 #[test]
+fn configured_presence_data_rides_on_every_subscribe_request() {
+    let mut c = ready_client(|cfg| {
+        cfg.topics = vec!["a".into()];
+        cfg.presence = Some(json!({"status": "online"}));
+    });
+    c.handle_text(at(1), &stamped("a", 7, 3));
+    drain(&mut c);
+    let out = reconnect(&mut c, at(2), None);
+    assert_eq!(
+        subscription_requests(&out),
+        [
+            json!({"action": "subscribe", "topics": ["a"], "recover": true,
+                "recovery": {"a": {"epoch": "00000007", "offset": 3}},
+                "presence": {"status": "online"}})
+        ]
+    );
+}
+
+#[test]
 fn recovery_flags_in_flight_do_not_survive_a_reconnect() {
     let mut c = ready_client(|cfg| cfg.topics = vec!["a".into(), "b".into()]);
     c.handle_text(at(1), &stamped("a", 1, 0));
@@ -826,6 +845,48 @@ fn binary_frames_are_decoded_by_prefix() {
             ),
             Event::Binary(b"\x01raw".to_vec())
         ]
+    );
+}
+
+#[test]
+fn plain_json_and_raw_zlib_in_binary_frames_are_read_as_messages() {
+    let mut c = ready_client(|_| {});
+    // send_event below the compression threshold: JSON in a binary frame.
+    c.handle_binary(at(1), stamped("t", 1, 0).as_bytes());
+    c.handle_binary(at(1), &zlib_compress(stamped("t", 1, 1).as_bytes(), 1));
+    c.handle_binary(at(1), format!("U{}", stamped("t", 1, 2)).as_bytes());
+    c.handle_binary(at(1), b"[1,2]");
+    let out = drain(&mut c);
+    assert_eq!(delivered_offsets(&out), [0, 1, 2]);
+    assert_eq!(
+        events(&out).last(),
+        Some(&Event::Binary(b"[1,2]".to_vec())),
+        "JSON that is not an object stays binary"
+    );
+}
+
+#[test]
+fn a_subscription_ack_in_a_binary_frame_is_understood() {
+    let mut c = ready_client(|cfg| cfg.topics = vec!["a".into()]);
+    c.handle_binary(
+        at(1),
+        json!({"c": "WSE", "t": "subscription_update",
+               "p": {"success": true, "success_topics": ["a"], "failed_topics": [],
+                     "recovery": {"a": {"epoch": "00000002", "offset": 9, "recovered": false}}}})
+        .to_string()
+        .as_bytes(),
+    );
+    let out = drain(&mut c);
+    assert!(events(&out).contains(&Event::SubscriptionAck {
+        success_topics: vec!["a".into()],
+        failed_topics: vec![]
+    }));
+    assert_eq!(
+        c.positions()["a"],
+        Position {
+            epoch: 2,
+            offset: 9
+        }
     );
 }
 

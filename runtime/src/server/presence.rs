@@ -79,6 +79,23 @@ impl Server {
             .unwrap_or_default()
     }
 
+    /// Adds `conn`'s user to the presence of each of `topics` the connection is already
+    /// subscribed to, with `data` (a join event where it is the user's first connection in the
+    /// topic). For a subscription made without presence, e.g. by
+    /// [`Server::subscribe_with_recovery`]; returns the topics joined. Anonymous connections
+    /// and topics not subscribed are skipped.
+    pub fn join_presence(&self, conn: ConnId, topics: &[String], data: &Value) -> Vec<String> {
+        let subscribed: Vec<String> = topics
+            .iter()
+            .filter(|t| self.shared.registry.is_subscribed(conn, t))
+            .cloned()
+            .collect();
+        if !subscribed.is_empty() {
+            self.shared.track_presence(conn, &subscribed, data);
+        }
+        subscribed
+    }
+
     /// Replaces the presence data of `conn`'s user in every topic where this connection has
     /// presence, and sends `presence_update` to those topics.
     pub fn update_presence(&self, conn: ConnId, data: Value) -> Result<(), PresenceUpdateError> {

@@ -7,18 +7,19 @@
 //! connection a replay never interleaves with live traffic of the same topic: every publication
 //! is either in the replay (stored before) or queued after it (published after).
 //!
-//! Budget: a replay that does not fit the connection's remaining outbound budget is not started
-//! and the topic is reported `recovered: false` — the client then resynchronises from the
-//! reported position — instead of closing the connection or leaving a silent gap.
+//! Budget: a replay is not charged to the connection's outbound byte budget. Its frames are the
+//! ring's own `Bytes` (already counted by the recovery memory budget, and at most
+//! `recovery_max_messages` of them), and a slow consumer closed with 1013 has by construction
+//! missed more than its budget: charging the replay would make it unrecoverable forever. Live
+//! traffic queued after the replay is charged as usual, so a client that is still slow is
+//! closed again; a full frame queue closes it too (1013). Never a silent gap.
 //!
 //! Lock order: the store, then the entropy source, then topic shards, then `conns`, then a
 //! machine (the same order `broadcast_local` takes).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
 use wse_core::ConnId;
 use wse_core::glob::is_glob;
 use wse_core::protocol::Frame;
@@ -196,16 +197,13 @@ impl Server {
                 last_offset,
                 messages,
             } => {
-                let bytes: usize = messages.iter().map(Bytes::len).sum();
-                let budget = shared.max_outbound_queue_bytes;
-                let pending = peer.pending_bytes.load(Ordering::Acquire);
                 let mut m = lock(&peer.machine);
-                if !m.is_open() || (budget != 0 && pending.saturating_add(bytes) > budget) {
+                if !m.is_open() {
                     return TopicRecovery::position(epoch, last_offset);
                 }
                 let count = messages.len();
                 for wire in messages {
-                    shared.enqueue(peer, &mut m, wire);
+                    shared.enqueue_replay(peer, &mut m, wire);
                 }
                 shared.route(peer, &mut m);
                 TopicRecovery {
@@ -222,12 +220,12 @@ impl Server {
 
 impl Shared {
     /// Publishes an injected text to `topic`: stamped and stored when recovery is on, then sent
-    /// to the topic's subscribers, under the store's lock (module doc).
-    pub(super) fn publish(&self, topic: &str, injected: &str) {
+    /// to the topic's subscribers, under the store's lock (module doc). Returns the stamp.
+    pub(super) fn publish(&self, topic: &str, injected: &str) -> Option<(Epoch, u64)> {
         let Some(store) = &self.recovery else {
             let wire = wsframe::encode_core(&Frame::text(injected.to_owned()));
             self.deliver(topic, &wire);
-            return;
+            return None;
         };
         let mut store = lock(store);
         let (now, _) = self.now();
@@ -238,6 +236,7 @@ impl Shared {
             })
         };
         self.deliver(topic, &published.bytes);
+        Some((published.epoch, published.offset))
     }
 
     /// `(recovery_topic_count, recovery_total_bytes)`, zeros when recovery is off.

@@ -12,6 +12,8 @@
 //!   `p.recovery` when `p.recover` is true (UPSTREAM §8.5), and acknowledged with
 //!   `{"success", "success_topics", "failed_topics", "recovery"}`. `"unsubscribe"` unsubscribes
 //!   and acknowledges. A malformed request is acknowledged with `success: false`.
+//!   With `p.presence` (an object, or `true` for `{}`; our extension, no published client
+//!   sends it) the connection also joins each subscribed topic's presence with that data.
 //! - `publish` `{"topic": T, "data": {...}}`: published to `T` when [`AppPolicy::client_publish`]
 //!   is on and the connection's ACL grants publishing to `T` (`wse_topics.publish` globs, see
 //!   [`TopicAcl::allows_publish`]); otherwise an `error` event `PUBLISH_FORBIDDEN`.
@@ -200,6 +202,12 @@ impl App {
             let position = request.positions.get(topic).filter(|_| request.recover);
             match self.subscribe_one(conn, topic, position) {
                 Ok(answer) => {
+                    if let Some(data) = &request.presence {
+                        // After the subscription and its replay: joining first would let
+                        // live traffic overtake the replay.
+                        self.server
+                            .join_presence(conn, std::slice::from_ref(topic), data);
+                    }
                     if answer.recoverable || position.is_some() {
                         ack.recovery.insert(topic.clone(), recovery_entry(&answer));
                     }
@@ -329,6 +337,8 @@ struct SubscriptionRequest {
     recover: bool,
     /// `p.recovery`: each topic's last `(epoch, offset)`; malformed entries are left out.
     positions: BTreeMap<String, (String, u64)>,
+    /// `p.presence`: join the topics' presence with this data (an object; our extension).
+    presence: Option<Value>,
 }
 
 /// Why a payload was refused, and the topics it named (for `failed_topics`).
@@ -391,11 +401,18 @@ impl SubscriptionRequest {
                     .collect()
             })
             .unwrap_or_default();
+        let presence = match p.get("presence") {
+            None | Some(Value::Null | Value::Bool(false)) => None,
+            Some(Value::Bool(true)) => Some(Value::Object(Map::new())),
+            Some(data @ Value::Object(_)) => Some(data.clone()),
+            Some(_) => return Err(refuse("presence is not an object or a boolean")),
+        };
         Ok(SubscriptionRequest {
             action,
             topics,
             recover,
             positions,
+            presence,
         })
     }
 }
@@ -496,6 +513,22 @@ mod tests {
                 ("b".to_owned(), ("00001234".to_owned(), 7)),
             ]
         );
+    }
+
+    #[test]
+    fn presence_data_is_an_object_or_true_and_anything_else_is_refused() {
+        let with = |presence: Value| {
+            parse(&json!({"action": "subscribe", "topics": ["a"], "presence": presence}))
+        };
+        assert_eq!(
+            with(json!({"status": "on"})).unwrap().presence,
+            Some(json!({"status": "on"}))
+        );
+        assert_eq!(with(json!(true)).unwrap().presence, Some(json!({})));
+        assert_eq!(with(json!(false)).unwrap().presence, None);
+        assert_eq!(with(Value::Null).unwrap().presence, None);
+        let refused = with(json!("online")).unwrap_err();
+        assert_eq!(refused.topics, ["a"]);
     }
 
     #[test]

@@ -1,0 +1,626 @@
+//! One simulation: build the turmoil world from a [`Scenario`] and a seed, step it through the
+//! fault phase, heal everything, let it settle, make the clients leave, and check.
+//!
+//! Hosts: `server<i>` runs the real runtime ([`ServerHandle::start_on_with`] on a
+//! [`SimListener`]) with the standalone server's built-in client protocol ([`app::run`]) and a
+//! publisher; `client<i>` runs the Rust client ([`wse_runtime::client`]) over a [`SimDialer`]
+//! and records what its application receives. The fault timeline is applied between steps.
+//!
+//! Determinism: turmoil's RNG, the servers' and clients' seeds and every wall clock derive
+//! from the seed; hosts are single-threaded runtimes with virtual time; every `select!` in the
+//! runtime and the client is `biased`. Run one simulation per process (tokio task ids are
+//! process-global): the CLI re-executes itself per seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use wse_core::WallClock;
+use wse_core::auth::encode_jwt;
+use wse_core::client::{ClientConfig, Event, ReconnectPolicy, ReconnectStrategy};
+use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
+use wse_core::conn::ConnSettings;
+use wse_runtime::client::{self, ClientOptions};
+use wse_runtime::server::{Server, ServerHandle, StartOptions};
+use wse_runtime::standalone::app::{self, AppPolicy};
+
+use crate::check::{self, Final, Violation, user_of};
+use crate::net::{SimDialer, SimListener, Throttles};
+use crate::scenario::{Action, Scenario};
+use crate::trace::{self, Entry, Record, Trace};
+
+/// The port every server host listens on.
+pub const PORT: u16 = 5007;
+/// The HS256 secret of the simulated deployment.
+const SECRET: &[u8] = b"wse-sim-secret-wse-sim-secret-0123456789";
+/// 2026-01-01T00:00:00Z: the simulation's wall clock starts here, whatever the real date.
+const EPOCH_SECS: u64 = 1_767_225_600;
+/// How often a server host samples its budgets.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
+
+/// A bug planted on purpose, to prove a checker catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plant {
+    /// client0 loses its 5th stamped message between the machine and the application.
+    DropStamped,
+    /// client0 delivers its 5th stamped message twice.
+    DeliverTwice,
+    /// One user stays in the presence of the first topic after every client left.
+    GhostPresence,
+}
+
+impl std::str::FromStr for Plant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Plant, String> {
+        match s {
+            "drop-stamped" => Ok(Plant::DropStamped),
+            "deliver-twice" => Ok(Plant::DeliverTwice),
+            "ghost-presence" => Ok(Plant::GhostPresence),
+            other => Err(format!(
+                "unknown plant {other:?} (drop-stamped, deliver-twice, ghost-presence)"
+            )),
+        }
+    }
+}
+
+/// How to run.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// The seed.
+    pub seed: u64,
+    /// A planted bug.
+    pub plant: Option<Plant>,
+}
+
+/// What a run found.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// Digest of the trace.
+    pub digest: String,
+    /// Broken invariants (empty: the run passed).
+    pub violations: Vec<Violation>,
+    /// The whole trace.
+    pub entries: Vec<Entry>,
+    /// Virtual time simulated.
+    pub virtual_ms: u64,
+}
+
+impl Report {
+    /// Counts of the trace's main records: publications, deliveries, reconnections, gaps,
+    /// recoveries, NotRecovered notices.
+    pub fn summary(&self) -> String {
+        let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+        for e in &self.entries {
+            let k = match &e.record {
+                Record::Publish { .. } => "published",
+                Record::Deliver { .. } => "delivered",
+                Record::Ready {
+                    reconnected: true, ..
+                } => "reconnects",
+                Record::Gap { .. } => "gaps",
+                Record::Recovered { .. } => "recoveries",
+                Record::NotRecovered { .. } => "not_recovered",
+                Record::Fault(_) => "faults",
+                _ => continue,
+            };
+            *counts.entry(k).or_default() += 1;
+        }
+        counts
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// What hosts and the step loop share.
+struct World {
+    scenario: Scenario,
+    seed: u64,
+    plant: Option<Plant>,
+    trace: Trace,
+    throttles: Throttles,
+    /// Set when the clients must leave.
+    finish: AtomicBool,
+    /// The publisher's running number (continues across server incarnations).
+    next_n: AtomicU64,
+    server_incarnations: Vec<AtomicU32>,
+    client_sessions: Vec<AtomicU32>,
+    servers: Mutex<Vec<Option<ServerProbe>>>,
+    /// Stamped deliveries seen per client (for the planted bugs).
+    delivered: Vec<AtomicU64>,
+}
+
+#[derive(Clone)]
+struct ServerProbe {
+    server: Server,
+    tasks_baseline: usize,
+    tasks_now: Arc<AtomicU64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Virtual milliseconds since the simulation started (inside a host).
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn wall_now() -> WallClock {
+    WallClock::from_unix_micros(EPOCH_SECS * 1_000_000 + now_ms() * 1_000)
+}
+
+fn server_config(s: &Scenario) -> ServerConfig {
+    ServerConfig {
+        host: "0.0.0.0".into(),
+        port: PORT,
+        jwt: Some(JwtSettings {
+            secret: SECRET.to_vec(),
+            algorithm: JwtAlgorithm::Hs256,
+            ..JwtSettings::default()
+        }),
+        recovery_enabled: true,
+        recovery_buffer_size: s.server.recovery_buffer_size,
+        recovery_max_messages: s.server.recovery_max_messages,
+        recovery_memory_budget: s.server.recovery_memory_budget,
+        presence_enabled: s.server.presence,
+        max_outbound_queue_bytes: s.server.max_outbound_queue_bytes,
+        ping_interval_secs: s.server.ping_interval_secs,
+        idle_timeout_secs: s.server.idle_timeout_secs,
+        ..ServerConfig::default()
+    }
+}
+
+fn token(client: usize) -> String {
+    let mut claims = Map::new();
+    claims.insert("sub".into(), Value::from(user_of(client)));
+    claims.insert("exp".into(), Value::from(EPOCH_SECS + 30 * 86_400));
+    encode_jwt(&claims, SECRET, JwtAlgorithm::Hs256, None).unwrap_or_default()
+}
+
+async fn server_host(world: Arc<World>, index: usize) -> turmoil::Result {
+    let incarnation = world.server_incarnations[index].fetch_add(1, Ordering::SeqCst);
+    let config = server_config(&world.scenario);
+    let settings = Arc::new(ConnSettings::from_config(&config)?);
+    let listener = SimListener::bind(PORT, world.throttles.clone()).await?;
+    let seed = world.seed ^ ((index as u64 + 1) << 48) ^ (u64::from(incarnation) << 32);
+    let handle = ServerHandle::start_on_with(
+        listener,
+        &config,
+        settings,
+        StartOptions {
+            http: None,
+            seed: Some(seed),
+            wall_origin: Some(wall_now()),
+        },
+    );
+    let server: Server = (*handle).clone();
+    tokio::spawn(app::run(server.clone(), AppPolicy::default()));
+    if index == 0 {
+        tokio::spawn(publisher(Arc::clone(&world), server.clone()));
+    }
+    let tasks_now = Arc::new(AtomicU64::new(0));
+    let tasks_baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    lock(&world.servers)[index] = Some(ServerProbe {
+        server: server.clone(),
+        tasks_baseline,
+        tasks_now: Arc::clone(&tasks_now),
+    });
+    let budget = config.recovery_memory_budget as u64;
+    loop {
+        tokio::time::sleep(SAMPLE_EVERY).await;
+        let health = server.health_snapshot();
+        let figure = |k: &str| health.get(k).and_then(Value::as_u64).unwrap_or(0);
+        world.trace.push(
+            now_ms(),
+            Record::ServerSample {
+                server: index,
+                recovery_bytes: figure("recovery_total_bytes"),
+                recovery_budget: budget,
+                connections: figure("connections"),
+            },
+        );
+        let alive = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        tasks_now.store(alive as u64, Ordering::SeqCst);
+        // Keep the handle alive for as long as the host runs.
+        let _ = &handle;
+    }
+}
+
+/// Publishes one numbered message to every topic each round; never ends (a host's task count
+/// must not change when it is done).
+async fn publisher(world: Arc<World>, server: Server) {
+    let w = &world.scenario.workload;
+    let pad = "x".repeat(w.payload_bytes);
+    // Rounds are numbered slots from `publish_from_ms`; a restarted server resumes at the
+    // first slot not yet due.
+    let mut slot = now_ms()
+        .saturating_sub(w.publish_from_ms)
+        .div_ceil(w.publish_every_ms);
+    loop {
+        let due = w.publish_from_ms + slot * w.publish_every_ms;
+        if due > w.publish_until_ms {
+            break;
+        }
+        let now = now_ms();
+        if due > now {
+            tokio::time::sleep(Duration::from_millis(due - now)).await;
+        }
+        slot += 1;
+        for topic in &w.topics {
+            let n = world.next_n.fetch_add(1, Ordering::SeqCst);
+            let text = json!({"t": "tick", "p": {"n": n, "pad": pad}}).to_string();
+            if let Some((epoch, offset)) = server.broadcast_local(topic, &text) {
+                world.trace.push(
+                    now_ms(),
+                    Record::Publish {
+                        topic: topic.clone(),
+                        epoch: epoch.0,
+                        offset,
+                        n,
+                    },
+                );
+            }
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+fn client_config(s: &Scenario) -> ClientConfig {
+    let c = &s.client;
+    ClientConfig {
+        topics: s.workload.topics.clone(),
+        presence: s.server.presence.then(|| json!({"status": "online"})),
+        reconnect: ReconnectPolicy {
+            strategy: ReconnectStrategy::Exponential,
+            base: Duration::from_millis(c.reconnect_base_ms),
+            max: Duration::from_millis(c.reconnect_max_ms),
+            ..ReconnectPolicy::default()
+        },
+        ping_interval: Duration::from_millis(c.ping_interval_ms),
+        idle_timeout: Duration::from_millis(c.idle_timeout_ms),
+        ready_timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    }
+}
+
+async fn client_host(world: Arc<World>, index: usize) -> turmoil::Result {
+    let session = world.client_sessions[index].fetch_add(1, Ordering::SeqCst);
+    let mut options = ClientOptions::new(format!("ws://server0:{PORT}/wse"));
+    options.token = Some(token(index));
+    options.seed = Some(world.seed ^ ((index as u64 + 1) << 40) ^ u64::from(session));
+    options.wall_origin = Some(wall_now());
+    options.connect_timeout = Duration::from_secs(2);
+    let mut handle = client::spawn(
+        SimDialer::new("server0", PORT),
+        options,
+        client_config(&world.scenario),
+    )?;
+    let mut closing = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            e = handle.next_event() => e,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                if !closing && world.finish.load(Ordering::SeqCst) {
+                    closing = true;
+                    handle.close();
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        record(&world, index, session, event);
+    }
+    handle.join().await;
+    Ok(())
+}
+
+fn record(world: &World, client: usize, session: u32, event: Event) {
+    let at = now_ms();
+    let rec = match event {
+        Event::Message(delivered) => {
+            let env = &delivered.envelope;
+            let Some(stamp) = &env.stamp else { return };
+            let n = env
+                .p
+                .as_ref()
+                .and_then(|p| p.get("n"))
+                .and_then(Value::as_u64)
+                .unwrap_or(u64::MAX);
+            let record = Record::Deliver {
+                client,
+                session,
+                topic: stamp.topic.clone(),
+                epoch: stamp.epoch,
+                offset: stamp.offset,
+                n,
+            };
+            let k = world.delivered[client].fetch_add(1, Ordering::SeqCst) + 1;
+            match world.plant {
+                Some(Plant::DropStamped) if client == 0 && k == 5 => return,
+                Some(Plant::DeliverTwice) if client == 0 && k == 5 => {
+                    world.trace.push(at, record.clone());
+                }
+                _ => {}
+            }
+            record
+        }
+        Event::NotRecovered {
+            topic,
+            epoch,
+            offset,
+        } => Record::NotRecovered {
+            client,
+            session,
+            topic,
+            epoch,
+            offset,
+        },
+        Event::Recovered { topic, count } => Record::Recovered {
+            client,
+            session,
+            topic,
+            count,
+        },
+        Event::Gap {
+            topic,
+            expected,
+            got,
+        } => Record::Gap {
+            client,
+            session,
+            topic,
+            expected,
+            got,
+        },
+        Event::Ready { reconnected, .. } => Record::Ready {
+            client,
+            session,
+            reconnected,
+        },
+        Event::Disconnected { close, .. } => Record::Disconnected {
+            client,
+            session,
+            close,
+        },
+        Event::ServerError { code, message } => {
+            Record::Note(format!("client{client} server error {code}: {message}"))
+        }
+        Event::ProtocolError(e) => Record::Note(format!("client{client} protocol error: {e}")),
+        Event::SubscriptionAck {
+            success_topics,
+            failed_topics,
+        } => Record::Note(format!(
+            "client{client} subscription ack: ok {success_topics:?} failed {failed_topics:?}"
+        )),
+        Event::Binary(_) => return,
+    };
+    world.trace.push(at, rec);
+}
+
+/// Runs `scenario` with `options.seed` in this process (one simulation per process).
+pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
+    let s = scenario;
+    let end_ms = s.timing.heal_at_ms + s.timing.settle_ms + s.timing.drain_ms;
+    let world = Arc::new(World {
+        scenario: s.clone(),
+        seed: options.seed,
+        plant: options.plant,
+        trace: Trace::default(),
+        throttles: Throttles::default(),
+        finish: AtomicBool::new(false),
+        next_n: AtomicU64::new(0),
+        server_incarnations: (0..s.topology.servers).map(|_| AtomicU32::new(0)).collect(),
+        client_sessions: (0..s.topology.clients).map(|_| AtomicU32::new(0)).collect(),
+        servers: Mutex::new(vec![None; s.topology.servers]),
+        delivered: (0..s.topology.clients).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(options.seed)
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .simulation_duration(Duration::from_millis(end_ms + 60_000))
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(5))
+        .build();
+    for i in 0..s.topology.servers {
+        let w = Arc::clone(&world);
+        sim.host(format!("server{i}"), move || server_host(Arc::clone(&w), i));
+    }
+    for i in 0..s.topology.clients {
+        let w = Arc::clone(&world);
+        sim.host(format!("client{i}"), move || client_host(Arc::clone(&w), i));
+    }
+
+    let mut faults = s.faults.clone();
+    faults.sort_by_key(|f| f.at_ms);
+    let mut faults = faults.into_iter().peekable();
+    let mut violations = Vec::new();
+    let mut crashed: BTreeSet<String> = BTreeSet::new();
+    let mut healed = false;
+    let mut fin = Final {
+        presence_enabled: s.server.presence,
+        ..Final::default()
+    };
+    let settle_end = s.timing.heal_at_ms + s.timing.settle_ms;
+    let mut settled = false;
+    loop {
+        let now = u64::try_from(sim.elapsed().as_millis()).unwrap_or(u64::MAX);
+        while let Some(f) = faults.next_if(|f| f.at_ms <= now) {
+            apply(&mut sim, &world, &mut crashed, &f.action);
+            world
+                .trace
+                .push(now, Record::Fault(format!("{:?}", f.action)));
+        }
+        if !healed && now >= s.timing.heal_at_ms {
+            healed = true;
+            heal(&mut sim, &world, &mut crashed);
+            world.trace.push(now, Record::Fault("heal".into()));
+        }
+        if !settled && now >= settle_end {
+            settled = true;
+            for i in 0..s.topology.clients {
+                if sim.is_host_running(format!("client{i}")) {
+                    fin.live_clients.insert(i);
+                }
+            }
+            fin.presence_settled = presence_of(&world, s);
+            world.finish.store(true, Ordering::SeqCst);
+        }
+        if now >= end_ms {
+            break;
+        }
+        if let Err(e) = sim.step() {
+            violations.push(Violation {
+                checker: "host",
+                detail: format!("a host failed at {now} ms: {e}"),
+            });
+            break;
+        }
+    }
+    for (i, sessions) in world.client_sessions.iter().enumerate() {
+        let n = sessions.load(Ordering::SeqCst);
+        if n > 0 {
+            fin.last_session.insert(i, n - 1);
+        }
+    }
+    fin.presence_after = presence_of(&world, s);
+    if options.plant == Some(Plant::GhostPresence)
+        && let Some(topic) = s.workload.topics.first()
+    {
+        fin.presence_after
+            .entry(topic.clone())
+            .or_default()
+            .insert(user_of(0));
+    }
+    if let Some(probe) = lock(&world.servers)[0].clone() {
+        fin.connections_after = probe.server.connection_count();
+        fin.slow_consumer_drops = probe.server.slow_consumer_drops();
+        fin.tasks_baseline = Some(probe.tasks_baseline);
+        fin.tasks_after = Some(probe.tasks_now.load(Ordering::SeqCst) as usize);
+    }
+    let entries = world.trace.entries();
+    violations.extend(check::check(s, &entries, &fin));
+    for v in &violations {
+        world
+            .trace
+            .push(end_ms, Record::Note(format!("{}: {}", v.checker, v.detail)));
+    }
+    let entries = world.trace.entries();
+    Report {
+        scenario: s.name.clone(),
+        seed: options.seed,
+        digest: trace::digest(&entries),
+        violations,
+        entries,
+        virtual_ms: end_ms,
+    }
+}
+
+fn presence_of(world: &World, s: &Scenario) -> BTreeMap<String, BTreeSet<String>> {
+    let servers = lock(&world.servers);
+    let mut out = BTreeMap::new();
+    for topic in &s.workload.topics {
+        let users: BTreeSet<String> = servers
+            .iter()
+            .flatten()
+            .flat_map(|p| p.server.presence(topic).into_keys())
+            .collect();
+        out.insert(topic.clone(), users);
+    }
+    out
+}
+
+fn apply(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<String>, a: &Action) {
+    match a {
+        Action::Partition { a, b } => sim.partition(a.as_str(), b.as_str()),
+        Action::PartitionOneway { from, to } => sim.partition_oneway(from.as_str(), to.as_str()),
+        Action::Repair { a, b } => sim.repair(a.as_str(), b.as_str()),
+        Action::RepairOneway { from, to } => sim.repair_oneway(from.as_str(), to.as_str()),
+        Action::Hold { a, b } => sim.hold(a.as_str(), b.as_str()),
+        Action::Release { a, b } => sim.release(a.as_str(), b.as_str()),
+        Action::Latency { a, b, ms } => {
+            sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(*ms));
+        }
+        Action::Loss { a, b, rate } => sim.set_link_fail_rate(a.as_str(), b.as_str(), *rate),
+        Action::Throttle {
+            client,
+            bytes_per_sec,
+        } => world
+            .throttles
+            .set(sim.lookup(client.as_str()), *bytes_per_sec),
+        Action::Unthrottle { client } => world.throttles.clear(sim.lookup(client.as_str())),
+        Action::Crash { host } => {
+            if crashed.insert(host.clone()) {
+                if host.starts_with("server") {
+                    forget_server(world, host);
+                }
+                sim.crash(host.as_str());
+            }
+        }
+        Action::Bounce { host } => {
+            crashed.remove(host);
+            if host.starts_with("server") {
+                forget_server(world, host);
+            }
+            sim.bounce(host.as_str());
+        }
+    }
+}
+
+fn forget_server(world: &World, host: &str) {
+    if let Some(i) = host
+        .strip_prefix("server")
+        .and_then(|i| i.parse::<usize>().ok())
+    {
+        if let Some(slot) = lock(&world.servers).get_mut(i) {
+            *slot = None;
+        }
+    }
+}
+
+/// Undoes every fault: links repaired, released, back to normal latency and no loss, no
+/// throttles, crashed hosts restarted.
+fn heal(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<String>) {
+    let s = &world.scenario;
+    let servers: Vec<String> = (0..s.topology.servers)
+        .map(|i| format!("server{i}"))
+        .collect();
+    let clients: Vec<String> = (0..s.topology.clients)
+        .map(|i| format!("client{i}"))
+        .collect();
+    for server in &servers {
+        for client in &clients {
+            let (a, b) = (server.as_str(), client.as_str());
+            sim.repair(a, b);
+            sim.repair_oneway(a, b);
+            sim.repair_oneway(b, a);
+            sim.release(a, b);
+            sim.set_link_latency(a, b, Duration::from_millis(1));
+            sim.set_link_fail_rate(a, b, 0.0);
+        }
+    }
+    world.throttles.clear_all();
+    for host in std::mem::take(crashed) {
+        if host.starts_with("server") {
+            forget_server(world, &host);
+        }
+        sim.bounce(host.as_str());
+    }
+}
+
+/// Wall-clock seconds a run took (for the CLI's report; never part of the trace).
+pub fn wall_seconds(start: SystemTime) -> f64 {
+    start.elapsed().map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,588 @@
+//! Scenario files (`scenarios/*.toml`): topology, server and client settings, workload, fault
+//! timeline and expectations. A seed without a scenario gets one generated from the seed
+//! ([`Scenario::random`]), so a sweep explores topologies and fault timelines too.
+//!
+//! Every time is virtual milliseconds since the simulation started.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// One simulation's recipe.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name (the file stem for files).
+    #[serde(default)]
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// Hosts.
+    pub topology: Topology,
+    /// Server settings.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Client settings.
+    #[serde(default)]
+    pub client: ClientSettings,
+    /// What is published.
+    pub workload: Workload,
+    /// The fault timeline, in any order (applied by time).
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Fault>,
+    /// Phases.
+    pub timing: Timing,
+    /// What must hold besides the always-on checkers.
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+/// Hosts: `server0..`, `client0..`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Server nodes (one until the cluster lands; the harness names and addresses them as a list).
+    pub servers: usize,
+    /// Client hosts.
+    pub clients: usize,
+}
+
+/// Server settings the scenarios vary (everything else is `ServerConfig`'s default).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// `recovery_buffer_size`.
+    pub recovery_buffer_size: usize,
+    /// `recovery_max_messages`.
+    pub recovery_max_messages: usize,
+    /// `recovery_memory_budget` (bytes).
+    pub recovery_memory_budget: usize,
+    /// `max_outbound_queue_bytes`.
+    pub max_outbound_queue_bytes: usize,
+    /// `ping_interval_secs`.
+    pub ping_interval_secs: u64,
+    /// `idle_timeout_secs`.
+    pub idle_timeout_secs: u64,
+    /// Presence on.
+    pub presence: bool,
+}
+
+impl Default for ServerSettings {
+    fn default() -> ServerSettings {
+        ServerSettings {
+            recovery_buffer_size: 1024,
+            recovery_max_messages: 1000,
+            recovery_memory_budget: 16 << 20,
+            max_outbound_queue_bytes: 1 << 20,
+            ping_interval_secs: 1,
+            idle_timeout_secs: 4,
+            presence: true,
+        }
+    }
+}
+
+/// Client settings (the machine's timers, shortened so faults resolve in seconds).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientSettings {
+    /// Client ping interval.
+    pub ping_interval_ms: u64,
+    /// Reconnect when the server is silent this long.
+    pub idle_timeout_ms: u64,
+    /// First reconnect delay.
+    pub reconnect_base_ms: u64,
+    /// Largest reconnect delay.
+    pub reconnect_max_ms: u64,
+}
+
+impl Default for ClientSettings {
+    fn default() -> ClientSettings {
+        ClientSettings {
+            ping_interval_ms: 1_000,
+            idle_timeout_ms: 3_000,
+            reconnect_base_ms: 200,
+            reconnect_max_ms: 2_000,
+        }
+    }
+}
+
+/// Publications: every `publish_every_ms`, one message to each topic, until `publish_until_ms`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// Recovery-enabled topics every client subscribes to.
+    pub topics: Vec<String>,
+    /// Interval between publication rounds.
+    pub publish_every_ms: u64,
+    /// First round.
+    #[serde(default = "default_publish_from")]
+    pub publish_from_ms: u64,
+    /// No round after this.
+    pub publish_until_ms: u64,
+    /// Filler bytes per message (on top of the numbering).
+    #[serde(default)]
+    pub payload_bytes: usize,
+}
+
+fn default_publish_from() -> u64 {
+    1_000
+}
+
+/// One fault at one time. (Unknown keys are refused by [`Action`]: serde's flatten cannot
+/// refuse them here.)
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct Fault {
+    /// When.
+    pub at_ms: u64,
+    /// What.
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// The fault vocabulary. Hosts are named `server<i>` / `client<i>`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Drop everything between `a` and `b`, both ways. turmoil's TCP does not retransmit, so
+    /// the connections crossing it stall until heartbeats give up on them.
+    Partition {
+        /// One side.
+        a: String,
+        /// The other side.
+        b: String,
+    },
+    /// Drop everything from `from` to `to` only.
+    PartitionOneway {
+        /// Sender side.
+        from: String,
+        /// Receiver side.
+        to: String,
+    },
+    /// Undo `partition` between `a` and `b`.
+    Repair {
+        /// One side.
+        a: String,
+        /// The other side.
+        b: String,
+    },
+    /// Undo `partition_oneway`.
+    RepairOneway {
+        /// Sender side.
+        from: String,
+        /// Receiver side.
+        to: String,
+    },
+    /// Hold messages between `a` and `b` (kept, not dropped).
+    Hold {
+        /// One side.
+        a: String,
+        /// The other side.
+        b: String,
+    },
+    /// Deliver what `hold` kept.
+    Release {
+        /// One side.
+        a: String,
+        /// The other side.
+        b: String,
+    },
+    /// Fixed latency on the link `a`–`b`.
+    Latency {
+        /// One side.
+        a: String,
+        /// The other side.
+        b: String,
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Random message loss on the link `a`–`b` (in turmoil, a lost segment breaks the link
+    /// until it repairs: the connections on it stall).
+    Loss {
+        /// One side.
+        a: String,
+        /// The other side.
+        b: String,
+        /// Probability per message, 0..1.
+        rate: f64,
+    },
+    /// Limit the server's writes to `client` to `bytes_per_sec` (0 stalls them): a slow consumer.
+    Throttle {
+        /// The client host.
+        client: String,
+        /// Bandwidth.
+        bytes_per_sec: u64,
+    },
+    /// Lift `throttle`.
+    Unthrottle {
+        /// The client host.
+        client: String,
+    },
+    /// Crash a host (server or client): its software and sockets are gone.
+    Crash {
+        /// The host.
+        host: String,
+    },
+    /// Restart a host's software (after a crash, or as a crash-and-restart).
+    Bounce {
+        /// The host.
+        host: String,
+    },
+}
+
+/// Phases: faults may happen until `heal_at_ms`; then everything is repaired, released,
+/// unthrottled and restarted, and the run continues `settle_ms` (liveness phase) before the
+/// clients close and the final checks run `drain_ms` later.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// End of the fault phase.
+    pub heal_at_ms: u64,
+    /// Liveness phase length.
+    pub settle_ms: u64,
+    /// Time for the clients' goodbyes before the final checks.
+    #[serde(default = "default_drain")]
+    pub drain_ms: u64,
+}
+
+fn default_drain() -> u64 {
+    3_000
+}
+
+/// Scenario-specific expectations (each one a checker that can fail the run).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Expect {
+    /// Every client recovers everything it missed: no `NotRecovered` for a topic it already
+    /// had a position in.
+    pub full_recovery: bool,
+    /// At least one explicit `NotRecovered` for a known position happens (a new epoch after a
+    /// server crash must be reported, not skipped).
+    pub not_recovered: bool,
+    /// At least one connection is closed by the server as a slow consumer (1013).
+    pub slow_consumer: bool,
+    /// At least this many reconnections in all.
+    pub min_reconnects: u64,
+}
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// No such file.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// The path tried.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a valid scenario.
+    #[error("invalid scenario {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The repository's `scenarios/` directory.
+pub fn scenarios_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+/// Every scenario name in `dir`, sorted.
+pub fn list(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension().is_some_and(|x| x == "toml"))
+                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .flatten()
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+impl Scenario {
+    /// Loads a scenario by name (from [`scenarios_dir`]) or by path.
+    pub fn load(name_or_path: &str) -> Result<Scenario, ScenarioError> {
+        let path = if name_or_path.ends_with(".toml") || name_or_path.contains('/') {
+            PathBuf::from(name_or_path)
+        } else {
+            scenarios_dir().join(format!("{name_or_path}.toml"))
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ScenarioError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut s = Scenario::parse(&text).map_err(|reason| ScenarioError::Invalid {
+            path: path.clone(),
+            reason,
+        })?;
+        if s.name.is_empty() {
+            s.name = path
+                .file_stem()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        }
+        Ok(s)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Scenario, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| e.to_string())?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Checks names, counts and times.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.topology.servers != 1 {
+            return Err(
+                "topology.servers: exactly 1 until the cluster lands (issue \"Cluster I\")".into(),
+            );
+        }
+        if self.topology.clients == 0 || self.topology.clients > 64 {
+            return Err("topology.clients: 1..=64".into());
+        }
+        if self.workload.topics.is_empty() || self.workload.publish_every_ms == 0 {
+            return Err("workload: at least one topic and publish_every_ms > 0".into());
+        }
+        if self.workload.publish_until_ms > self.timing.heal_at_ms + self.timing.settle_ms {
+            return Err("workload.publish_until_ms must end before the liveness phase does".into());
+        }
+        let host_ok = |h: &str| self.is_host(h);
+        for f in &self.faults {
+            if f.at_ms >= self.timing.heal_at_ms {
+                return Err(format!(
+                    "fault at {} ms: faults must come before heal_at_ms",
+                    f.at_ms
+                ));
+            }
+            let hosts: Vec<&str> = match &f.action {
+                Action::Partition { a, b }
+                | Action::Repair { a, b }
+                | Action::Hold { a, b }
+                | Action::Release { a, b }
+                | Action::Latency { a, b, .. }
+                | Action::Loss { a, b, .. } => vec![a, b],
+                Action::PartitionOneway { from, to } | Action::RepairOneway { from, to } => {
+                    vec![from, to]
+                }
+                Action::Throttle { client, .. } | Action::Unthrottle { client } => vec![client],
+                Action::Crash { host } | Action::Bounce { host } => vec![host],
+            };
+            if let Some(bad) = hosts.iter().find(|h| !host_ok(h)) {
+                return Err(format!("fault at {} ms: unknown host {bad:?}", f.at_ms));
+            }
+            if let Action::Loss { rate, .. } = f.action
+                && !(0.0..=1.0).contains(&rate)
+            {
+                return Err(format!(
+                    "fault at {} ms: loss rate must be in 0..=1",
+                    f.at_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn is_host(&self, h: &str) -> bool {
+        let index = |prefix: &str| h.strip_prefix(prefix).and_then(|i| i.parse::<usize>().ok());
+        index("server").is_some_and(|i| i < self.topology.servers)
+            || index("client").is_some_and(|i| i < self.topology.clients)
+    }
+
+    /// A scenario drawn from `seed`: 2–5 clients, 1–3 topics, and a fault timeline of
+    /// partitions, holds, latency, slow consumers, client crashes and (sometimes) a server
+    /// bounce, each undone before the heal.
+    pub fn random(seed: u64) -> Scenario {
+        let mut r = SplitMix(seed);
+        let clients = 2 + r.below(4) as usize;
+        let topics = (0..1 + r.below(3)).map(|i| format!("t{i}")).collect();
+        let heal_at_ms = 12_000;
+        let mut faults = Vec::new();
+        for _ in 0..2 + r.below(5) {
+            let at = 1_500 + r.below(8_000);
+            let len = 300 + r.below(3_000);
+            let client = format!("client{}", r.below(clients as u64));
+            let server = "server0".to_owned();
+            let (start, end) = match r.below(6) {
+                0 => (
+                    Action::Partition {
+                        a: client.clone(),
+                        b: server.clone(),
+                    },
+                    Action::Repair {
+                        a: client,
+                        b: server,
+                    },
+                ),
+                1 => (
+                    Action::PartitionOneway {
+                        from: server.clone(),
+                        to: client.clone(),
+                    },
+                    Action::RepairOneway {
+                        from: server,
+                        to: client,
+                    },
+                ),
+                2 => (
+                    Action::Hold {
+                        a: client.clone(),
+                        b: server.clone(),
+                    },
+                    Action::Release {
+                        a: client,
+                        b: server,
+                    },
+                ),
+                3 => (
+                    Action::Throttle {
+                        client: client.clone(),
+                        bytes_per_sec: r.below(4) * 2_000,
+                    },
+                    Action::Unthrottle { client },
+                ),
+                4 => (
+                    Action::Crash {
+                        host: client.clone(),
+                    },
+                    Action::Bounce { host: client },
+                ),
+                _ => (
+                    Action::Latency {
+                        a: client.clone(),
+                        b: server.clone(),
+                        ms: 20 + r.below(400),
+                    },
+                    Action::Latency {
+                        a: client,
+                        b: server,
+                        ms: 1,
+                    },
+                ),
+            };
+            faults.push(Fault {
+                at_ms: at,
+                action: start,
+            });
+            faults.push(Fault {
+                at_ms: (at + len).min(heal_at_ms - 1),
+                action: end,
+            });
+        }
+        if r.below(3) == 0 {
+            let at = 2_000 + r.below(7_000);
+            faults.push(Fault {
+                at_ms: at,
+                action: Action::Crash {
+                    host: "server0".into(),
+                },
+            });
+            faults.push(Fault {
+                at_ms: (at + 200 + r.below(2_000)).min(heal_at_ms - 1),
+                action: Action::Bounce {
+                    host: "server0".into(),
+                },
+            });
+        }
+        let budget_small = r.below(3) == 0;
+        Scenario {
+            name: format!("random-{seed}"),
+            description: "generated from the seed".into(),
+            topology: Topology {
+                servers: 1,
+                clients,
+            },
+            server: ServerSettings {
+                max_outbound_queue_bytes: 64 << 10,
+                // Sometimes a budget small enough that rings are evicted while clients are away.
+                recovery_memory_budget: if budget_small { 24 << 10 } else { 16 << 20 },
+                ..ServerSettings::default()
+            },
+            client: ClientSettings::default(),
+            workload: Workload {
+                topics,
+                publish_every_ms: 20 + r.below(80),
+                publish_from_ms: 1_000,
+                publish_until_ms: 11_000,
+                payload_bytes: r.below(256) as usize,
+            },
+            faults,
+            timing: Timing {
+                heal_at_ms,
+                settle_ms: 10_000,
+                drain_ms: 3_000,
+            },
+            expect: Expect::default(),
+        }
+    }
+}
+
+/// A tiny seeded generator for scenario generation (independent of turmoil's own RNG).
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_committed_scenario_parses_and_validates() {
+        let names = list(&scenarios_dir());
+        assert!(names.len() >= 5, "scenarios: {names:?}");
+        for name in names {
+            let s = Scenario::load(&name).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(s.name, name);
+        }
+    }
+
+    #[test]
+    fn random_scenarios_are_valid_and_a_function_of_the_seed() {
+        for seed in 0..200 {
+            let s = Scenario::random(seed);
+            s.validate().unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            assert_eq!(s, Scenario::random(seed));
+        }
+        assert_ne!(Scenario::random(1), Scenario::random(2));
+    }
+
+    #[test]
+    fn unknown_hosts_and_late_faults_are_refused() {
+        let mut s = Scenario::random(3);
+        s.faults.push(Fault {
+            at_ms: 100,
+            action: Action::Crash {
+                host: "client99".into(),
+            },
+        });
+        assert!(s.validate().unwrap_err().contains("unknown host"));
+        let mut s = Scenario::random(3);
+        s.faults.push(Fault {
+            at_ms: s.timing.heal_at_ms,
+            action: Action::Crash {
+                host: "client0".into(),
+            },
+        });
+        assert!(s.validate().unwrap_err().contains("before heal_at_ms"));
+    }
+}

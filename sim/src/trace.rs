@@ -1,0 +1,156 @@
+//! The run's trace: every observation the checkers use, in the order it happened, each with its
+//! virtual time. The digest of the trace is what `--check-determinism` compares: same seed,
+//! same digest.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sha2::{Digest, Sha256};
+
+/// One observation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// A publication, with the stamp the server gave it.
+    Publish {
+        /// The topic.
+        topic: String,
+        /// Its ring's epoch.
+        epoch: u32,
+        /// Its offset.
+        offset: u64,
+        /// The publisher's running number (in the payload).
+        n: u64,
+    },
+    /// A stamped message a client delivered to its application.
+    Deliver {
+        /// Client host index.
+        client: usize,
+        /// Incarnation of the client host (a crash and bounce starts a new one).
+        session: u32,
+        /// The topic.
+        topic: String,
+        /// The stamp's epoch.
+        epoch: u32,
+        /// The stamp's offset.
+        offset: u64,
+        /// The payload's number.
+        n: u64,
+    },
+    /// The client was told explicitly that it cannot get what it missed.
+    NotRecovered {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+        /// The topic.
+        topic: String,
+        /// The server's epoch (`None`: no ring).
+        epoch: Option<u32>,
+        /// The server's last offset.
+        offset: u64,
+    },
+    /// A recovery that worked.
+    Recovered {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+        /// The topic.
+        topic: String,
+        /// Messages replayed.
+        count: u64,
+    },
+    /// The client noticed a gap and asked for recovery.
+    Gap {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+        /// The topic.
+        topic: String,
+        /// The offset it expected.
+        expected: u64,
+        /// The offset it got.
+        got: u64,
+    },
+    /// Connected and subscribed.
+    Ready {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+        /// Not the first connection of this incarnation.
+        reconnected: bool,
+    },
+    /// Lost the connection.
+    Disconnected {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+        /// The close code, `None` for a network error.
+        close: Option<u16>,
+    },
+    /// A fault the timeline applied (or the heal).
+    Fault(String),
+    /// A periodic sample of a server's budgets.
+    ServerSample {
+        /// Server index.
+        server: usize,
+        /// Bytes held by recovery rings.
+        recovery_bytes: u64,
+        /// The configured budget.
+        recovery_budget: u64,
+        /// Open connections.
+        connections: u64,
+    },
+    /// A check's finding (recorded so it is part of the digest too).
+    Note(String),
+}
+
+/// A record with its virtual time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Milliseconds since the simulation started.
+    pub at_ms: u64,
+    /// What happened.
+    pub record: Record,
+}
+
+impl fmt::Display for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:>8} {:?}", self.at_ms, self.record)
+    }
+}
+
+/// The shared trace (hosts and the fault timeline all append to it).
+#[derive(Clone, Debug, Default)]
+pub struct Trace(Arc<Mutex<Vec<Entry>>>);
+
+impl Trace {
+    /// Appends `record` at `at_ms`.
+    pub fn push(&self, at_ms: u64, record: Record) {
+        self.lock().push(Entry { at_ms, record });
+    }
+
+    /// A copy of every entry so far.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Entry>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// SHA-256 over the entries' text forms, in hex: equal digests mean equal traces.
+pub fn digest(entries: &[Entry]) -> String {
+    let mut h = Sha256::new();
+    for e in entries {
+        h.update(e.to_string().as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
