@@ -510,6 +510,13 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         fin.tasks_baseline = Some(probe.tasks_baseline);
         fin.tasks_after = Some(probe.tasks_now.load(Ordering::SeqCst) as usize);
     }
+    world.trace.push(
+        end_ms,
+        Record::Note(format!(
+            "server0 at the end: {} connections, {:?} tasks ({:?} when started), {} slow-consumer closes",
+            fin.connections_after, fin.tasks_after, fin.tasks_baseline, fin.slow_consumer_drops
+        )),
+    );
     let entries = world.trace.entries();
     violations.extend(check::check(s, &entries, &fin));
     for v in &violations {
@@ -550,8 +557,18 @@ fn apply(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<Strin
         Action::RepairOneway { from, to } => sim.repair_oneway(from.as_str(), to.as_str()),
         Action::Hold { a, b } => sim.hold(a.as_str(), b.as_str()),
         Action::Release { a, b } => sim.release(a.as_str(), b.as_str()),
-        Action::Latency { a, b, ms } => {
+        Action::Latency {
+            a,
+            b,
+            ms,
+            jitter_ms,
+        } => {
             sim.set_link_latency(a.as_str(), b.as_str(), Duration::from_millis(*ms));
+            sim.set_link_max_message_latency(
+                a.as_str(),
+                b.as_str(),
+                Duration::from_millis(ms + jitter_ms),
+            );
         }
         Action::Loss { a, b, rate } => sim.set_link_fail_rate(a.as_str(), b.as_str(), *rate),
         Action::Throttle {

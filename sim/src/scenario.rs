@@ -187,7 +187,8 @@ pub enum Action {
         /// The other side.
         b: String,
     },
-    /// Fixed latency on the link `a`–`b`.
+    /// Latency on the link `a`–`b`: at least `ms`, plus up to `jitter_ms` drawn per message
+    /// (turmoil's exponential distribution; segments of one stream stay in order).
     Latency {
         /// One side.
         a: String,
@@ -195,6 +196,9 @@ pub enum Action {
         b: String,
         /// Milliseconds.
         ms: u64,
+        /// Extra milliseconds at most.
+        #[serde(default)]
+        jitter_ms: u64,
     },
     /// Random message loss on the link `a`–`b` (in turmoil, a lost segment breaks the link
     /// until it repairs: the connections on it stall).
@@ -411,7 +415,7 @@ impl Scenario {
             let len = 300 + r.below(3_000);
             let client = format!("client{}", r.below(clients as u64));
             let server = "server0".to_owned();
-            let (start, end) = match r.below(6) {
+            let (start, end) = match r.below(7) {
                 0 => (
                     Action::Partition {
                         a: client.clone(),
@@ -455,16 +459,30 @@ impl Scenario {
                     },
                     Action::Bounce { host: client },
                 ),
+                5 => (
+                    Action::Loss {
+                        a: client.clone(),
+                        b: server.clone(),
+                        rate: 0.001 * (1 + r.below(20)) as f64,
+                    },
+                    Action::Loss {
+                        a: client,
+                        b: server,
+                        rate: 0.0,
+                    },
+                ),
                 _ => (
                     Action::Latency {
                         a: client.clone(),
                         b: server.clone(),
                         ms: 20 + r.below(400),
+                        jitter_ms: r.below(200),
                     },
                     Action::Latency {
                         a: client,
                         b: server,
                         ms: 1,
+                        jitter_ms: 0,
                     },
                 ),
             };

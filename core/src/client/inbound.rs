@@ -219,6 +219,23 @@ impl Client {
         let (success_topics, failed_topics) = (topics("success_topics"), topics("failed_topics"));
         for topic in &failed_topics {
             self.subscribed.remove(topic);
+            self.confirmed.remove(topic);
+            self.resyncing.remove(topic);
+        }
+        for topic in &success_topics {
+            if !self.subscribed.contains(topic) {
+                continue;
+            }
+            self.confirmed.insert(topic.clone());
+            // Resubscribed without a position and the ack said nothing about it: the server has
+            // no history to offer, and the client cannot know what it missed. Say so.
+            if self.resyncing.remove(topic) {
+                self.push_event(Event::NotRecovered {
+                    topic: topic.clone(),
+                    epoch: None,
+                    offset: 0,
+                });
+            }
         }
         self.push_event(Event::SubscriptionAck {
             success_topics,
@@ -227,7 +244,7 @@ impl Client {
     }
 
     fn on_recovery_entry(&mut self, _now: Instant, topic: &str, entry: &Value) {
-        let requested = self.recovering.remove(topic).is_some();
+        let requested = self.recovering.remove(topic).is_some() | self.resyncing.remove(topic);
         let entry = match AckEntry::parse(entry) {
             Ok(entry) => entry,
             Err(reason) => {

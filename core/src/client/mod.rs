@@ -39,7 +39,12 @@
 //!   in flight; an unanswered one is given up after `recovery_timeout` with an explicit
 //!   `NotRecovered`. `Recovered`/`NotRecovered` are emitted for acks of topics whose recovery
 //!   was requested (or, for `NotRecovered`, that had a position); a `recovered: false` entry
-//!   for a topic the client knew nothing about just sets its position.
+//!   for a topic the client knew nothing about just sets its position — except after a
+//!   reconnect: a topic the server had acknowledged before and that is resubscribed without a
+//!   position (the server had no history for it then) gets a `NotRecovered` with the ack's
+//!   position, or with no epoch when the ack has no entry, because what was published while
+//!   the client was away cannot be asked for (found by `wse-sim`: otherwise that loss was
+//!   silent).
 //!   A gap seen before `Ready` is asked for at once (the connection is up); the subscription
 //!   sent at `Ready` asks again for every position, so a replay may arrive twice — its second
 //!   copy is dropped as duplicates.
@@ -124,6 +129,11 @@ pub struct Client {
     positions: BTreeMap<String, Position>,
     /// Topics with a recovery request in flight, and when it was sent.
     recovering: BTreeMap<String, Instant>,
+    /// Topics the server has acknowledged at least once (a subset of `subscribed`).
+    confirmed: BTreeSet<String>,
+    /// Topics resubscribed after a reconnect without a position: whatever was published while
+    /// the client was away cannot be asked for, so the ack must announce the loss.
+    resyncing: BTreeSet<String>,
     dedup: IdWindow,
     /// Encoded messages waiting for `Ready`.
     offline: VecDeque<String>,
@@ -155,6 +165,8 @@ impl Client {
             subscribed,
             positions: BTreeMap::new(),
             recovering: BTreeMap::new(),
+            confirmed: BTreeSet::new(),
+            resyncing: BTreeSet::new(),
             dedup,
             offline: VecDeque::new(),
             seq: 0,
@@ -361,6 +373,8 @@ impl Client {
             self.subscribed.remove(topic);
             self.positions.remove(topic);
             self.recovering.remove(topic);
+            self.confirmed.remove(topic);
+            self.resyncing.remove(topic);
         }
         if matches!(self.phase, Phase::Ready { .. }) {
             let payload = wire::unsubscribe_payload(gone.iter().map(String::as_str));
@@ -469,6 +483,14 @@ impl Client {
         let text = self.envelope(now, "client_hello", hello, Some(wire::HELLO_PRIORITY));
         self.outputs.push_back(Output::SendText(text));
         if !self.subscribed.is_empty() {
+            if self.ever_ready {
+                self.resyncing = self
+                    .subscribed
+                    .iter()
+                    .filter(|t| self.confirmed.contains(*t) && !self.positions.contains_key(*t))
+                    .cloned()
+                    .collect();
+            }
             let all = self.subscribed.clone();
             self.send_subscription(now, &all);
         }
@@ -508,6 +530,7 @@ impl Client {
     /// once `max_attempts` is reached.
     fn connection_lost(&mut self, now: Instant, close: Option<u16>) {
         self.recovering.clear();
+        self.resyncing.clear();
         self.connection_id = None;
         if let Some(max) = self.config.reconnect.max_attempts
             && self.reconnect_attempts >= max
@@ -533,6 +556,7 @@ impl Client {
     /// Ends the session without reconnecting.
     fn stop(&mut self, phase: Phase, close: Option<u16>) {
         self.recovering.clear();
+        self.resyncing.clear();
         self.connection_id = None;
         self.phase = phase;
         self.push_event(Event::Disconnected {

@@ -259,6 +259,63 @@ fn reconnect_resubscribes_every_topic_with_recover_and_the_known_positions() {
     }));
 }
 
+fn ack_for(topics: &[&str], recovery: &Value) -> String {
+    json!({"c": "WSE", "t": "subscription_update",
+           "p": {"success": true, "success_topics": topics, "failed_topics": [],
+                 "recovery": recovery}})
+    .to_string()
+}
+
+#[test]
+fn a_topic_resubscribed_without_a_position_is_announced_as_not_recovered() {
+    let mut c = ready_client(|cfg| cfg.topics = vec!["a".into(), "b".into()]);
+    // First subscription: no history yet; nothing to announce.
+    c.handle_text(at(1), &ack_for(&["a", "b"], &json!({})));
+    assert!(
+        !events(&drain(&mut c))
+            .iter()
+            .any(|e| matches!(e, Event::NotRecovered { .. }))
+    );
+    // Away without ever getting a message: on return the client cannot ask for what it missed.
+    let out = reconnect(&mut c, at(2), None);
+    assert_eq!(
+        subscription_requests(&out),
+        [json!({"action": "subscribe", "topics": ["a", "b"]})]
+    );
+    c.handle_text(
+        at(3),
+        &ack_for(
+            &["a", "b"],
+            &json!({"b": {"epoch": "00000005", "offset": 9, "recovered": false}}),
+        ),
+    );
+    let evs = events(&drain(&mut c));
+    assert!(evs.contains(&Event::NotRecovered {
+        topic: "a".into(),
+        epoch: None,
+        offset: 0
+    }));
+    assert!(evs.contains(&Event::NotRecovered {
+        topic: "b".into(),
+        epoch: Some(5),
+        offset: 9
+    }));
+    assert_eq!(
+        c.positions()["b"],
+        Position {
+            epoch: 5,
+            offset: 9
+        }
+    );
+    // Announced once: a later ack says nothing more.
+    c.handle_text(at(4), &ack_for(&["a", "b"], &json!({})));
+    assert!(
+        !events(&drain(&mut c))
+            .iter()
+            .any(|e| matches!(e, Event::NotRecovered { .. }))
+    );
+}
+
 #[test]
 fn configured_presence_data_rides_on_every_subscribe_request() {
     let mut c = ready_client(|cfg| {
