@@ -2,12 +2,13 @@
 //! loopback server running the standalone server's built-in protocol: it authenticates,
 //! subscribes, receives, and after the server drops it, reconnects and recovers what it missed.
 
+mod support;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wse_core::auth::encode_jwt;
 use wse_core::client::{ClientConfig, Event, ReconnectPolicy};
-use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
+use wse_core::config::{JwtSettings, ServerConfig};
 use wse_runtime::client::{self, ClientHandle, ClientOptions, TcpDialer};
 use wse_runtime::server::ServerHandle;
 use wse_runtime::standalone::app::{self, AppPolicy};
@@ -32,19 +33,7 @@ async fn start() -> ServerHandle {
 }
 
 fn token(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = json!({"sub": sub, "exp": exp});
-    encode_jwt(
-        claims.as_object().unwrap(),
-        SECRET,
-        JwtAlgorithm::Hs256,
-        None,
-    )
-    .unwrap()
+    support::hs256_token(SECRET, sub, None)
 }
 
 fn connect(server: &ServerHandle, sub: &str, topics: &[&str]) -> ClientHandle {

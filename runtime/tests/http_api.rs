@@ -1,6 +1,8 @@
 //! The standalone server's HTTP API on the WebSocket port, driven over raw HTTP/1.1 on loopback
 //! next to real WebSocket clients (tokio-tungstenite).
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,6 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wse_core::ConnId;
-use wse_core::auth::encode_jwt;
 use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 use wse_runtime::standalone::http_api::{ApiOptions, ApiService};
@@ -244,19 +245,7 @@ async fn plain_client(server: &ServerHandle) -> (Ws, ConnId) {
 }
 
 fn token(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = json!({"sub": sub, "exp": exp});
-    encode_jwt(
-        claims.as_object().unwrap(),
-        SECRET,
-        JwtAlgorithm::Hs256,
-        None,
-    )
-    .unwrap()
+    support::hs256_token(SECRET, sub, None)
 }
 
 /// An authenticated client (server_ready consumed) and its id.

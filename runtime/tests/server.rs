@@ -1,5 +1,7 @@
 //! The server on loopback, driven by a real WebSocket client (tokio-tungstenite).
 
+mod support;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -8,8 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use wse_core::auth::encode_jwt;
-use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
+use wse_core::config::{JwtSettings, ServerConfig};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 
 type Ws =
@@ -35,19 +36,7 @@ fn jwt(c: &mut ServerConfig) {
 }
 
 fn token(sub: &str) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let claims = json!({"sub": sub, "exp": exp});
-    encode_jwt(
-        claims.as_object().unwrap(),
-        SECRET,
-        JwtAlgorithm::Hs256,
-        None,
-    )
-    .unwrap()
+    support::hs256_token(SECRET, sub, None)
 }
 
 async fn connect(server: &ServerHandle, cookie_token: Option<&str>) -> Ws {

@@ -1,14 +1,16 @@
 //! The standalone server's built-in client protocol (`standalone::app`), driven by real
 //! WebSocket clients against a loopback server.
 
+mod support;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use wse_core::auth::{TopicAcl, encode_jwt};
-use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
+use wse_core::auth::TopicAcl;
+use wse_core::config::{JwtSettings, ServerConfig};
 use wse_runtime::server::ServerHandle;
 use wse_runtime::standalone::app::{self, AppPolicy};
 
@@ -36,22 +38,7 @@ async fn start(policy: AppPolicy) -> ServerHandle {
 }
 
 fn token(sub: &str, topics: Option<Value>) -> String {
-    let exp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600;
-    let mut claims = json!({"sub": sub, "exp": exp});
-    if let Some(t) = topics {
-        claims["wse_topics"] = t;
-    }
-    encode_jwt(
-        claims.as_object().unwrap(),
-        SECRET,
-        JwtAlgorithm::Hs256,
-        None,
-    )
-    .unwrap()
+    support::hs256_token(SECRET, sub, topics.map(|t| json!({"wse_topics": t})))
 }
 
 /// A connected client past `server_ready`.
