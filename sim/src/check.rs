@@ -300,3 +300,167 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario() -> Scenario {
+        let mut s = Scenario::random(1);
+        s.workload.topics = vec!["t".into()];
+        s
+    }
+
+    fn at(at_ms: u64, record: Record) -> Entry {
+        Entry { at_ms, record }
+    }
+
+    fn publish(epoch: u32, offset: u64) -> Record {
+        Record::Publish {
+            topic: "t".into(),
+            epoch,
+            offset,
+            n: u64::from(epoch) * 1000 + offset,
+        }
+    }
+
+    fn deliver(epoch: u32, offset: u64) -> Record {
+        Record::Deliver {
+            client: 0,
+            session: 0,
+            topic: "t".into(),
+            epoch,
+            offset,
+            n: u64::from(epoch) * 1000 + offset,
+        }
+    }
+
+    fn ready() -> Record {
+        Record::Ready {
+            client: 0,
+            session: 0,
+            reconnected: false,
+        }
+    }
+
+    fn live_client() -> Final {
+        Final {
+            live_clients: [0].into(),
+            last_session: [(0, 0)].into(),
+            ..Final::default()
+        }
+    }
+
+    fn checkers(entries: &[Entry]) -> Vec<&'static str> {
+        check(&scenario(), entries, &live_client())
+            .into_iter()
+            .map(|v| v.checker)
+            .collect()
+    }
+
+    #[test]
+    fn a_contiguous_run_that_ends_at_the_last_publication_passes() {
+        let mut e = vec![at(0, ready())];
+        for o in 0..5 {
+            e.push(at(10 + o, publish(1, o)));
+            e.push(at(11 + o, deliver(1, o)));
+        }
+        assert_eq!(checkers(&e), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_hole_is_a_silent_gap_unless_not_recovered_explains_it() {
+        let mut e = vec![at(0, ready())];
+        for o in 0..4 {
+            e.push(at(10, publish(1, o)));
+        }
+        e.extend([at(20, deliver(1, 0)), at(21, deliver(1, 3))]);
+        assert_eq!(checkers(&e), ["silent-gap"]);
+        e.insert(
+            e.len() - 1,
+            at(
+                20,
+                Record::NotRecovered {
+                    client: 0,
+                    session: 0,
+                    topic: "t".into(),
+                    epoch: Some(1),
+                    offset: 2,
+                },
+            ),
+        );
+        assert_eq!(checkers(&e), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn a_new_epoch_must_start_at_offset_zero() {
+        let base = vec![
+            at(0, ready()),
+            at(10, publish(1, 0)),
+            at(11, deliver(1, 0)),
+            at(12, publish(2, 0)),
+            at(12, publish(2, 1)),
+        ];
+        let mut ok = base.clone();
+        ok.extend([at(13, deliver(2, 0)), at(14, deliver(2, 1))]);
+        assert_eq!(checkers(&ok), Vec::<&str>::new());
+        let mut skipped = base;
+        skipped.push(at(14, deliver(2, 1)));
+        assert_eq!(checkers(&skipped), ["silent-gap"]);
+    }
+
+    #[test]
+    fn stopping_short_of_the_last_publication_fails_catch_up() {
+        let e = vec![
+            at(0, ready()),
+            at(10, publish(1, 0)),
+            at(11, deliver(1, 0)),
+            at(12, publish(1, 1)),
+        ];
+        assert_eq!(checkers(&e), ["catch-up"]);
+    }
+
+    #[test]
+    fn a_delivery_with_another_payload_or_stamp_fails_content() {
+        let e = vec![
+            at(0, ready()),
+            at(10, publish(1, 0)),
+            at(
+                11,
+                Record::Deliver {
+                    client: 0,
+                    session: 0,
+                    topic: "t".into(),
+                    epoch: 1,
+                    offset: 0,
+                    n: 999,
+                },
+            ),
+        ];
+        assert_eq!(checkers(&e), ["content"]);
+    }
+
+    #[test]
+    fn over_budget_samples_and_leftover_connections_and_tasks_are_reported() {
+        let e = vec![at(
+            5,
+            Record::ServerSample {
+                server: 0,
+                recovery_bytes: 11,
+                recovery_budget: 10,
+                connections: 0,
+            },
+        )];
+        let fin = Final {
+            connections_after: 1,
+            tasks_baseline: Some(5),
+            tasks_after: Some(6),
+            ..Final::default()
+        };
+        let found: Vec<&str> = check(&scenario(), &e, &fin)
+            .into_iter()
+            .map(|v| v.checker)
+            .collect();
+        assert_eq!(found, ["memory", "leak", "leak"]);
+    }
+}
