@@ -77,7 +77,8 @@ impl HelperError {
 }
 
 /// `rust_ecdh_generate_keypair()`: a fresh private scalar (32 bytes, big-endian) and its public
-/// key (65-byte uncompressed SEC1).
+/// key (65-byte uncompressed SEC1). The returned scalar is a plain copy (Python gets `bytes`):
+/// the caller owns clearing it.
 pub fn ecdh_generate_keypair(
     rng: &mut (impl CryptoRngCore + ?Sized),
 ) -> ([u8; KEY_LEN], [u8; PUBLIC_KEY_LEN]) {

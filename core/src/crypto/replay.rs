@@ -24,7 +24,7 @@ use super::record::Iv;
 use crate::time::Instant;
 
 /// A bounded set of recently accepted IVs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct ReplayCache {
     capacity: usize,
     max_age: Duration,
@@ -95,6 +95,18 @@ impl ReplayCache {
     fn clamp(&mut self, now: Instant) -> Instant {
         self.latest = self.latest.max(now);
         self.latest
+    }
+}
+
+/// Sizes only: ten thousand IVs are no help in a log line.
+impl std::fmt::Debug for ReplayCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplayCache")
+            .field("len", &self.order.len())
+            .field("capacity", &self.capacity)
+            .field("max_age", &self.max_age)
+            .field("evicted", &self.evicted)
+            .finish()
     }
 }
 

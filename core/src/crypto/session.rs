@@ -169,8 +169,10 @@ enum Rotation {
 
 impl CryptoSession {
     /// The session right after the key exchange at `now`. `client_key_rotation`: the client
-    /// announced `features.key_rotation`. The config must have passed
-    /// [`CryptoConfig::validate`] (out-of-range values are clamped, never a panic).
+    /// announced `features.key_rotation`. The config should have passed
+    /// [`CryptoConfig::validate`]; one that did not never panics (the cache capacity is clamped
+    /// into range, a zero `replay_max_age` remembers nothing, a grace not below the interval
+    /// delays each rotation to the end of the grace window).
     pub fn new(
         key: SessionKey,
         now: Instant,
@@ -311,11 +313,14 @@ impl CryptoSession {
     /// The next instant at which [`CryptoSession::handle_timeout`] has work: the end of the
     /// grace window or the next rotation.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        let grace_end = self.keys.poll_timeout();
         let rotation = match self.rotation {
-            Rotation::Idle { due } => Some(due),
+            // A rotation cannot start while a grace window is open: never ask for a wake-up
+            // before it could.
+            Rotation::Idle { due } => Some(grace_end.map_or(due, |end| due.max(end))),
             Rotation::Off { .. } | Rotation::Pending { .. } => None,
         };
-        match (self.keys.poll_timeout(), rotation) {
+        match (grace_end, rotation) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -331,8 +336,9 @@ impl CryptoSession {
         if now < due {
             return;
         }
-        // Only `Busy` can refuse here (a grace window still open, which a valid config rules
-        // out: the grace is shorter than the interval); the next call tries again.
+        // Only `Busy` can refuse here: a grace window still open, which a valid config rules
+        // out (the grace is shorter than the interval); `poll_timeout` then asks again at the
+        // end of the window.
         if let Ok(payload) = self.start_rotation(now, rng) {
             self.outputs
                 .push_back(CryptoOutput::SendKeyRotation { payload });

@@ -530,3 +530,49 @@ fn config_validation_names_the_bad_field() {
         assert_eq!(config.validate(), Err(want));
     }
 }
+
+#[test]
+fn session_debug_output_shows_no_key_bytes() {
+    let r = &mut rng(15);
+    let (mut server, client, first) = exchange(r, CryptoConfig::default(), true);
+    server.start_rotation(secs(1), r).unwrap();
+    let secret = first.expose_bytes();
+    for dbg in [format!("{server:?}"), format!("{client:?}")] {
+        assert!(dbg.contains("SessionKey(<redacted>)"), "{dbg}");
+        for rendering in [
+            super::testutil::hex(secret),
+            STANDARD.encode(secret),
+            format!("{secret:?}"),
+        ] {
+            assert!(!dbg.contains(&rendering), "{dbg}");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_grace_delays_the_next_rotation_to_the_end_of_the_window() {
+    let r = &mut rng(16);
+    let config = CryptoConfig {
+        rotation_interval: Duration::from_secs(10),
+        rotation_grace: GRACE,
+        ..CryptoConfig::default()
+    };
+    assert_eq!(
+        config.validate(),
+        Err(CryptoConfigError::GraceNotBelowInterval)
+    );
+    let (mut server, mut client, _) = exchange(r, config, true);
+    rotate(&mut server, &mut client, secs(10), r);
+    assert_eq!(
+        server.poll_timeout(),
+        Some(secs(40)),
+        "not the interval's 20 s: no busy loop"
+    );
+    server.handle_timeout(secs(20), r);
+    assert_eq!(server.poll_output(), None);
+    server.handle_timeout(secs(40), r);
+    assert!(matches!(
+        server.poll_output(),
+        Some(CryptoOutput::SendKeyRotation { .. })
+    ));
+}
