@@ -67,7 +67,8 @@ pub const DEFAULT_MAX_FUTURE_SKEW: Duration = Duration::from_secs(5);
 /// Longest `sig` accepted for parsing (a valid one is at most 101 characters).
 pub const MAX_SIG_LEN: usize = 128;
 
-const NONCE_LEN: usize = 16;
+/// Bytes of the nonce in a `sig` (written as 32 hex digits).
+pub const NONCE_LEN: usize = 16;
 const MAC_LEN: usize = 32;
 
 /// Why signing could not be set up, or a signature did not verify.
