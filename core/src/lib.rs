@@ -23,6 +23,7 @@
 //! | [`limits`] | token buckets and bounded dedup windows |
 //! | [`protocol`] | the client wire format: envelope, categories, system messages, framing |
 //! | [`auth`] | token extraction, JWT validation, Origin allow-list, topic ACLs |
+//! | [`crypto`] | E2E encryption (ECDH P-256, HKDF, AES-256-GCM `E:` records), replay protection, key rotation, signing |
 //! | [`conn`] | the per-connection state machine |
 //! | [`pubsub`] | topic registry, glob subscriptions, queue groups, fan-out targets |
 //! | [`recovery`] | per-topic recovery rings: epochs, stamps, `since`, TTL, memory budget |
@@ -35,6 +36,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod conn;
+pub mod crypto;
 pub mod glob;
 pub mod ids;
 pub mod limits;
