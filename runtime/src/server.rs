@@ -165,6 +165,8 @@ struct Shared {
     origin: tokio::time::Instant,
     wall_origin_micros: u64,
     draining: AtomicBool,
+    /// Started with a fixed seed (simulation): crypto seeds come from `rng`, not the OS.
+    deterministic: bool,
     stopped: AtomicBool,
     recovery_enabled: bool,
     presence_enabled: bool,
@@ -308,6 +310,7 @@ impl ServerHandle {
             origin: tokio::time::Instant::now(),
             wall_origin_micros,
             draining: AtomicBool::new(false),
+            deterministic: seed.is_some(),
             stopped: AtomicBool::new(false),
             recovery_enabled: config.recovery_enabled,
             presence_enabled: config.presence_enabled,
@@ -426,7 +429,8 @@ impl Server {
         for peer in peers {
             let mut m = lock(&peer.machine);
             if m.is_open() {
-                self.shared.enqueue(&peer, &mut m, wire.clone());
+                let wire = Shared::personal(&mut m, &wire);
+                self.shared.enqueue(&peer, &mut m, wire);
                 self.shared.route(&peer, &mut m);
             }
         }
@@ -710,6 +714,31 @@ impl Shared {
         )
     }
 
+    /// 32 bytes for a connection's cryptographic generator: from the OS in production, from the
+    /// server's seeded generator when [`StartOptions::seed`] is set (simulation replays).
+    fn crypto_seed(&self) -> [u8; 32] {
+        let mut seed = [0u8; 32];
+        if self.deterministic {
+            lock(&self.rng).fill_bytes(&mut seed);
+        } else {
+            OsRng.fill_bytes(&mut seed);
+        }
+        seed
+    }
+
+    /// `wire` (a server frame built once for many recipients) as this connection must get it:
+    /// the same shared bytes, or, on an encrypted connection, its payload sealed as `E:` (one
+    /// AES pass per encrypted recipient, CONTRACT D7).
+    fn personal(m: &mut Connection, wire: &Bytes) -> Bytes {
+        if !m.is_encrypted() {
+            return wire.clone();
+        }
+        match wsframe::server_frame_payload(wire).and_then(|p| m.seal(&p)) {
+            Some(sealed) => wsframe::encode_core(&sealed),
+            None => wire.clone(),
+        }
+    }
+
     /// Queues `wire` for the writer, counting it against the byte budget. Over budget (or a
     /// full queue) the connection is closed with 1013.
     fn enqueue(&self, peer: &Peer, m: &mut Connection, wire: Bytes) {
@@ -733,7 +762,8 @@ impl Shared {
     /// Queues a recovery replay frame without charging it to the byte budget (the bytes are
     /// the ring's own, already counted by the recovery memory budget). A full frame queue
     /// still closes the connection with 1013.
-    fn enqueue_replay(&self, peer: &Peer, m: &mut Connection, wire: Bytes) {
+    fn enqueue_replay(&self, peer: &Peer, m: &mut Connection, wire: &Bytes) {
+        let wire = Shared::personal(m, wire);
         let len = wire.len() as u64;
         if peer.queue.try_send((wire, false)).is_ok() {
             self.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
@@ -809,7 +839,8 @@ impl Shared {
             if let Some(peer) = peer_of(c) {
                 let mut m = lock(&peer.machine);
                 if m.is_open() {
-                    self.enqueue(&peer, &mut m, wire.clone());
+                    let wire = Shared::personal(&mut m, wire);
+                    self.enqueue(&peer, &mut m, wire);
                     self.route(&peer, &mut m);
                 }
             }
@@ -959,7 +990,7 @@ where
     stream.write_all(&request.accept_response()).await.ok()?;
 
     let (now, wall) = shared.now();
-    let machine = {
+    let mut machine = {
         let mut rng = lock(&shared.rng);
         Connection::accept(
             Arc::clone(&shared.settings),
@@ -969,6 +1000,7 @@ where
             &mut *rng,
         )
     };
+    machine.set_crypto_seed(shared.crypto_seed());
     let (tx, rx) = mpsc::channel(MAX_QUEUED_FRAMES);
     let peer_is_open = machine.is_open();
     let id = machine.id();
@@ -1123,7 +1155,16 @@ fn feed(shared: &Shared, peer: &Peer, decoder: &mut FrameDecoder, buf: &mut Byte
                 true
             }
             Ok(Some(Inbound::Binary(b))) => {
+                let before = m.stats();
                 m.handle_binary(now, wall, &b);
+                let after = m.stats();
+                let c = &shared.counters;
+                c.e2e_replayed
+                    .fetch_add(after.replayed - before.replayed, Ordering::Relaxed);
+                c.e2e_undecryptable.fetch_add(
+                    after.undecryptable - before.undecryptable,
+                    Ordering::Relaxed,
+                );
                 true
             }
             Ok(Some(Inbound::Ping(p))) => {

@@ -21,6 +21,10 @@ pub(crate) struct Counters {
     pub(crate) inbound_dropped: AtomicU64,
     pub(crate) slow_consumer_drops: AtomicU64,
     pub(crate) messages_sent: AtomicU64,
+    /// Inbound `E:` records refused for a repeated IV (CONTRACT D8).
+    pub(crate) e2e_replayed: AtomicU64,
+    /// Inbound `E:` records that could not be decrypted (no key, bad tag, truncated).
+    pub(crate) e2e_undecryptable: AtomicU64,
 }
 
 /// Most topics whose publications are counted one by one (UPSTREAM §7.10 prunes at this size).
@@ -145,6 +149,14 @@ impl Stats<'_> {
             "inbound_dropped",
             Value::from(c.inbound_dropped.load(Ordering::Relaxed)),
         );
+        h.insert(
+            "e2e_replayed",
+            Value::from(c.e2e_replayed.load(Ordering::Relaxed)),
+        );
+        h.insert(
+            "e2e_undecryptable",
+            Value::from(c.e2e_undecryptable.load(Ordering::Relaxed)),
+        );
         h.insert("cluster_connected", Value::from(false));
         for key in [
             "cluster_peer_count",
@@ -256,6 +268,16 @@ impl Stats<'_> {
                 "wse_slow_consumer_drops_total",
                 "Slow-consumer closes and queue-group misses",
                 get(&c.slow_consumer_drops),
+            ),
+            (
+                "wse_e2e_replayed_total",
+                "Inbound E: records refused for a repeated IV",
+                get(&c.e2e_replayed),
+            ),
+            (
+                "wse_e2e_undecryptable_total",
+                "Inbound E: records that could not be decrypted",
+                get(&c.e2e_undecryptable),
             ),
         ] {
             metric(name, "counter", help, value.to_string());

@@ -95,8 +95,8 @@ fn the_published_python_client_interoperates() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(
-            text.contains("4 passed"),
-            "all four interop tests ran:\n{text}"
+            text.contains("5 passed"),
+            "all five interop tests ran:\n{text}"
         );
     });
 }

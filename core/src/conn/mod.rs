@@ -38,7 +38,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use rand_chacha::ChaCha20Rng;
+use rand_core::SeedableRng;
+
 use crate::auth::{AuthError, TopicAcl};
+use crate::crypto::{
+    CryptoConfig, CryptoSession, EphemeralKeyPair, RecordError, parse_peer_public_key,
+};
 use crate::ids::ConnId;
 use crate::limits::{DedupWindow, TokenBucket};
 use crate::protocol::{
@@ -163,8 +169,11 @@ pub struct ConnStats {
     pub outbound_rate_limited: u64,
     /// `send_event` calls refused as duplicates.
     pub duplicates: u64,
-    /// Inbound `E:` frames dropped because no session key exists.
+    /// Inbound `E:` frames dropped: no session key, or the record did not authenticate.
     pub undecryptable: u64,
+    /// Inbound `E:` frames dropped because their IV was already used in this session
+    /// (CONTRACT D8: a captured frame replayed).
+    pub replayed: u64,
 }
 
 /// Where the connection is in its life. Each phase owns its data.
@@ -223,6 +232,11 @@ pub struct Connection {
     phase: Phase,
     outputs: VecDeque<Output>,
     stats: ConnStats,
+    /// The E2E session once the key exchange happened (UPSTREAM §4.1, once per connection).
+    crypto: Option<CryptoSession>,
+    /// The CSPRNG for this connection's ECDH key and IVs, seeded by the driver
+    /// ([`Connection::set_crypto_seed`]); without it, encryption requests are refused.
+    crypto_rng: Option<ChaCha20Rng>,
 }
 
 /// Longest close reason a control frame can carry.
@@ -262,6 +276,8 @@ impl Connection {
             outputs: VecDeque::new(),
             stats: ConnStats::default(),
             settings,
+            crypto: None,
+            crypto_rng: None,
         };
         if !conn.settings.origins.allows(handshake.origin) {
             conn.push_frame(Frame::text(protocol::error_frame(
@@ -424,7 +440,7 @@ impl Connection {
                     while open.next_ping <= now {
                         open.next_ping = open.next_ping + interval;
                     }
-                    self.push_frame(Frame::text(protocol::server_ping(wall)));
+                    self.push_plain(Frame::text(protocol::server_ping(wall)));
                 }
             }
             Phase::Closing { deadline } => {
@@ -444,7 +460,7 @@ impl Connection {
         if !self.admit(now, text.len()) {
             return;
         }
-        self.dispatch_text(wall, text, None);
+        self.dispatch_text(now, wall, text, None);
     }
 
     /// An inbound binary frame.
@@ -453,17 +469,31 @@ impl Connection {
             return;
         }
         match protocol::classify_binary(data, self.msgpack, self.settings.max_message_size) {
-            Ok(BinaryInbound::Encrypted(_)) => {
-                // No session key exists until the E2E key exchange is implemented in this
-                // machine; like the original, an undecryptable frame is dropped and counted.
-                self.stats.undecryptable += 1;
-            }
-            Ok(BinaryInbound::Text(text)) => self.dispatch_text(wall, &text, Some(data)),
+            Ok(BinaryInbound::Encrypted(record)) => self.handle_encrypted(now, wall, record),
+            Ok(BinaryInbound::Text(text)) => self.dispatch_text(now, wall, &text, Some(data)),
             Ok(BinaryInbound::Msg(value)) => self.push_event(Event::Msg(value)),
             Ok(BinaryInbound::Bin) => self.push_event(Event::Bin(Bytes::copy_from_slice(data))),
             Err(protocol::InboundError::DecompressedTooLarge { .. }) => {
                 self.begin_close(now, close_code::MESSAGE_TOO_BIG, "Message too big");
             }
+        }
+    }
+
+    /// An `E:` record: decrypted and handled like the same text in plaintext (the fast path
+    /// included, CONTRACT D7). Without a key, on an authentication failure or on a replayed IV
+    /// (CONTRACT D8) it is dropped and counted, as the original drops undecryptable frames.
+    fn handle_encrypted(&mut self, now: Instant, wall: WallClock, record: &[u8]) {
+        let Some(session) = self.crypto.as_mut() else {
+            self.stats.undecryptable += 1;
+            return;
+        };
+        match session.decrypt_record(now, record) {
+            Ok(plain) => match String::from_utf8(plain) {
+                Ok(text) => self.dispatch_text(now, wall, &text, None),
+                Err(e) => self.push_event(Event::Bin(Bytes::from(e.into_bytes()))),
+            },
+            Err(RecordError::Replayed) => self.stats.replayed += 1,
+            Err(_) => self.stats.undecryptable += 1,
         }
     }
 
@@ -550,11 +580,14 @@ impl Connection {
         }
         let envelope =
             protocol::build_event_envelope(event, || uuid_v7(wall, rng).to_string(), seq, wall);
+        // Encrypted connections get `E:` of the JSON text, never compressed or msgpack: both
+        // published clients expect UTF-8 JSON after decryption (UPSTREAM §3.3).
+        let encrypted = self.crypto.is_some();
         let payload = protocol::encode_event(
             &envelope,
             EventFormat {
-                msgpack: self.msgpack,
-                compression_threshold,
+                msgpack: self.msgpack && !encrypted,
+                compression_threshold: if encrypted { 0 } else { compression_threshold },
             },
         );
         let len = payload.len();
@@ -581,6 +614,28 @@ impl Connection {
     /// Replaces the connection's topic ACL (`set_topic_acl`), overriding the JWT claim's.
     pub fn set_topic_acl(&mut self, acl: TopicAcl) {
         self.app_acl = Some(acl);
+    }
+
+    /// Seeds this connection's cryptographic generator (ECDH key, AES-GCM IVs). The driver
+    /// passes 32 bytes from the OS generator in production, from the seed in simulation; until
+    /// it is called, a client asking for encryption gets `KEY_EXCHANGE_FAILED`.
+    pub fn set_crypto_seed(&mut self, seed: [u8; 32]) {
+        self.crypto_rng = Some(ChaCha20Rng::from_seed(seed));
+    }
+
+    /// Whether the E2E key exchange happened: every data frame to this connection is then an
+    /// `E:` record (CONTRACT D7).
+    pub fn is_encrypted(&self) -> bool {
+        self.crypto.is_some()
+    }
+
+    /// Seals `payload` for this connection as an `E:` binary frame, `None` when the connection
+    /// is not encrypted (the caller then sends its shared plaintext frame). For frames built
+    /// once and shared by many recipients (broadcasts, replays): one AES pass per encrypted
+    /// recipient, none for the others.
+    pub fn seal(&mut self, payload: &[u8]) -> Option<Frame> {
+        let (session, rng) = (self.crypto.as_mut()?, self.crypto_rng.as_mut()?);
+        Some(Frame::Binary(Bytes::from(session.encrypt(payload, rng))))
     }
 
     /// Whether `server_hello` advertises `features.cluster` (true once the node joined one).
@@ -638,12 +693,19 @@ impl Connection {
 
     /// Text (direct, or decompressed from `C:`): fast path, else an event. `original` is the
     /// binary frame the text came from, delivered as `bin` when the text is not JSON.
-    fn dispatch_text(&mut self, wall: WallClock, text: &str, original: Option<&[u8]>) {
+    fn dispatch_text(
+        &mut self,
+        now: Instant,
+        wall: WallClock,
+        text: &str,
+        original: Option<&[u8]>,
+    ) {
         match protocol::classify_text(text) {
-            TextInbound::ClientHello(hello) => self.answer_hello(&hello, wall),
+            TextInbound::ClientHello(hello) => self.answer_hello(now, &hello, wall),
             TextInbound::Ping { client_timestamp } => {
                 let server_ms = i64::try_from(wall.unix_millis()).unwrap_or(i64::MAX);
-                self.push_frame(Frame::text(protocol::pong(client_timestamp, server_ms)));
+                // Exempt from encryption (CONTRACT D7): the clients' heartbeat reads it plain.
+                self.push_plain(Frame::text(protocol::pong(client_timestamp, server_ms)));
             }
             TextInbound::Pong => {}
             TextInbound::Msg(value) => self.push_event(Event::Msg(value)),
@@ -654,15 +716,24 @@ impl Connection {
         }
     }
 
-    fn answer_hello(&mut self, hello: &ClientHello, wall: WallClock) {
-        // The E2E issue adds the ECDH exchange here (UPSTREAM §4.1); until then every hello is
-        // answered in plaintext with `features.encryption: false`, which the published clients
-        // accept and continue unencrypted.
+    fn answer_hello(&mut self, now: Instant, hello: &ClientHello, wall: WallClock) {
+        // The ECDH exchange (UPSTREAM §4.1): once per connection; a repeated hello after it
+        // reports `encryption: false` and carries no key. A bad key gets KEY_EXCHANGE_FAILED
+        // and a plain hello. The hello itself always travels in plaintext.
+        let mut server_key = None;
+        if hello.wants_encryption && self.crypto.is_none() && self.is_open() {
+            match self.key_exchange(now, hello.encryption_public_key.as_deref()) {
+                Ok(key) => server_key = Some(key),
+                Err(detail) => {
+                    self.push_plain(Frame::text(protocol::key_exchange_failed(&detail)));
+                }
+            }
+        }
         let s = &self.settings;
         let hello = protocol::server_hello(&protocol::ServerHello {
             conn_id: &self.id.to_string(),
-            encryption_public_key: None,
-            encryption: false,
+            encryption_public_key: server_key.as_deref(),
+            encryption: server_key.is_some(),
             cluster: self.cluster_enabled,
             recovery: s.recovery_enabled,
             max_message_size: s.max_message_size as u64,
@@ -673,7 +744,23 @@ impl Connection {
             server_version: s.server_version,
             wall,
         });
-        self.push_frame(Frame::text(hello));
+        self.push_plain(Frame::text(hello));
+    }
+
+    /// Derives the session key from the client's public key; returns ours (base64) or the
+    /// reason for `KEY_EXCHANGE_FAILED`.
+    fn key_exchange(&mut self, now: Instant, client_key: Option<&str>) -> Result<String, String> {
+        let client_key = client_key.ok_or("client_hello has no encryption_public_key")?;
+        let rng = self
+            .crypto_rng
+            .as_mut()
+            .ok_or("encryption is not available on this server")?;
+        let peer = parse_peer_public_key(client_key).map_err(|e| e.to_string())?;
+        let ours = EphemeralKeyPair::generate(rng);
+        let key = ours.derive_session_key(&peer);
+        // Key rotation is not negotiated yet (the session never starts one).
+        self.crypto = Some(CryptoSession::new(key, now, CryptoConfig::default(), false));
+        Ok(ours.public_key_b64())
     }
 
     /// Starts closing an open connection; harmless when already closing or closed.
@@ -693,7 +780,15 @@ impl Connection {
         };
     }
 
+    /// Queues a data frame: sealed as `E:` once the connection is encrypted (CONTRACT D7).
     fn push_frame(&mut self, frame: Frame) {
+        let frame = self.seal(frame.payload()).unwrap_or(frame);
+        self.outputs.push_back(Output::Frame(frame));
+    }
+
+    /// Queues a frame exempt from encryption (CONTRACT D7): `server_hello`, `PONG`, the server
+    /// `ping`, and errors about the key exchange itself.
+    fn push_plain(&mut self, frame: Frame) {
         self.outputs.push_back(Output::Frame(frame));
     }
 

@@ -202,7 +202,7 @@ impl Server {
                     return TopicRecovery::position(epoch, last_offset);
                 }
                 let count = messages.len();
-                for wire in messages {
+                for wire in &messages {
                     shared.enqueue_replay(peer, &mut m, wire);
                 }
                 shared.route(peer, &mut m);

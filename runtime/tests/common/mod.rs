@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const PINNED: &[&str] = &["wse-client[msgpack]==2.5.1", "pytest>=8,<10"];
+const PINNED: &[&str] = &["wse-client[msgpack,crypto]==2.5.1", "pytest>=8,<10"];
 
 /// The interpreter to run the interop suites with.
 pub(crate) fn python() -> PathBuf {

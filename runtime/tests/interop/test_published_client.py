@@ -20,8 +20,8 @@ def run(coro, timeout=30):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
-async def connected(url=URL):
-    client = AsyncWSEClient(url, token=TOKEN)
+async def connected(url=URL, **options):
+    client = AsyncWSEClient(url, token=TOKEN, **options)
     await client.connect()
     for _ in range(200):
         if client.is_fully_ready:
@@ -92,3 +92,24 @@ def test_heartbeat_keeps_a_quiet_connection_alive_past_both_idle_timeouts():
         await client.disconnect()
 
     run(go(), timeout=90)
+
+
+def test_an_encrypted_client_exchanges_keys_and_gets_everything_sealed():
+    async def go():
+        client = await connected(encryption=True)
+        security = client._security  # the published client's own E2E state
+        for _ in range(100):
+            if security.is_enabled:
+                break
+            await asyncio.sleep(0.05)
+        assert security.is_enabled, "the server answered the key exchange"
+        # Sent as E: (the client encrypts once its key exists); our answers come back as E:
+        # records (send_event small and large, broadcast_all) and decrypt to the payloads.
+        assert await client.send("interop_request", {"n": 9})
+        got = await collect(client, WANTED)
+        assert got["evt_json"].payload == {"n": 9}
+        assert got["evt_big"].payload["pad"] == "x" * 3000
+        assert got["evt_broadcast"].payload == {"n": 2}
+        await client.disconnect()
+
+    run(go())
