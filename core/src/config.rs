@@ -165,6 +165,9 @@ pub struct ServerConfig {
     pub inbound_rate_grace_ms: u64,
     /// `send_event` ids remembered per connection for dedup (D11: per connection, bounded).
     pub send_dedup_window: usize,
+    /// E2E key rotation interval in seconds for clients that negotiate it
+    /// (`features.key_rotation`); 0 disables rotation (default 3600).
+    pub key_rotation_interval_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -195,6 +198,7 @@ impl Default for ServerConfig {
             inbound_rate_refill: 10_000.0,
             inbound_rate_grace_ms: 5_000,
             send_dedup_window: 4096,
+            key_rotation_interval_secs: 3600,
         }
     }
 }

@@ -251,3 +251,89 @@ async fn a_second_hello_never_rekeys() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn ten_thousand_messages_across_several_key_rotations_all_arrive_and_decrypt() {
+    use wse_core::Instant;
+    use wse_core::crypto::rotation::{KEY_ROTATION, KEY_ROTATION_ACK, system_message};
+    use wse_core::crypto::{ClientCryptoSession, CryptoConfig};
+
+    let server = ServerHandle::start(&ServerConfig {
+        port: 0,
+        key_rotation_interval_secs: 1,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(13);
+    let (mut ws, id) = connect(&server).await;
+    let ours = EphemeralKeyPair::generate(&mut rng);
+    let hello = json!({"t": "client_hello", "p": {"features": {"encryption": true,
+        "key_rotation": true}, "encryption_public_key": ours.public_key_b64()}});
+    ws.send(Message::text(hello.to_string())).await.unwrap();
+    let Message::Text(reply) = next(&mut ws).await else {
+        panic!("server_hello is plain")
+    };
+    let reply: Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(reply["p"]["features"]["key_rotation"], true, "negotiated");
+    let theirs =
+        parse_peer_public_key(reply["p"]["encryption_public_key"].as_str().unwrap()).unwrap();
+    let config = CryptoConfig {
+        rotation_grace: Duration::from_millis(500),
+        ..CryptoConfig::default()
+    };
+    let mut client = ClientCryptoSession::new(ours.derive_session_key(&theirs), config);
+
+    const TOTAL: u64 = 10_000;
+    let sender = {
+        let server = (*server).clone();
+        tokio::spawn(async move {
+            for n in 0..TOTAL {
+                server.send_event(id, &event_of("m", json!({"n": n})), 1024);
+                if n % 100 == 99 {
+                    // About 3.5 s in all: several 1-second rotations.
+                    tokio::time::sleep(Duration::from_millis(35)).await;
+                }
+            }
+        })
+    };
+    let origin = tokio::time::Instant::now();
+    let now = || Instant::from_micros(origin.elapsed().as_micros() as u64);
+    let mut expected = 0u64;
+    let mut rotations = 0;
+    while expected < TOTAL {
+        let Message::Binary(frame) = next(&mut ws).await else {
+            continue; // the server's plain ping
+        };
+        let plain = client
+            .decrypt(now(), &frame)
+            .unwrap_or_else(|e| panic!("frame after message {expected} did not decrypt: {e}"));
+        let msg: Value = serde_json::from_slice(&plain).unwrap();
+        if msg["t"] == KEY_ROTATION {
+            let ack = client
+                .handle_key_rotation(now(), &msg["p"], &mut rng, |p| {
+                    system_message(KEY_ROTATION_ACK, p).to_string().into_bytes()
+                })
+                .expect("a valid rotation");
+            ws.send(Message::binary(ack)).await.unwrap();
+            rotations += 1;
+            continue;
+        }
+        assert_eq!(msg["p"]["n"], expected, "in order, none lost");
+        expected += 1;
+    }
+    sender.await.unwrap();
+    assert!(rotations >= 2, "only {rotations} rotations");
+    // The client can still talk under the newest key.
+    let frame = client.encrypt(br#"{"t":"after","p":{}}"#, &mut rng);
+    ws.send(Message::binary(frame)).await.unwrap();
+    loop {
+        match event(&server).await {
+            ServerEvent::Msg(_, v) if v["t"] == "after" => break,
+            ServerEvent::Msg(_, v) => panic!("unexpected {v}"),
+            _ => {}
+        }
+    }
+    assert_eq!(server.health_snapshot()["e2e_undecryptable"], 0);
+    server.stop().await;
+}

@@ -42,11 +42,13 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::auth::{AuthError, TopicAcl};
+use crate::crypto::rotation::{KEY_ROTATION, KEY_ROTATION_ACK, system_message};
 use crate::crypto::{
-    CryptoConfig, CryptoSession, EphemeralKeyPair, RecordError, parse_peer_public_key,
+    CryptoOutput, CryptoSession, EphemeralKeyPair, RecordError, parse_peer_public_key,
 };
 use crate::ids::ConnId;
 use crate::limits::{DedupWindow, TokenBucket};
+use crate::protocol::strip_legacy_prefix;
 use crate::protocol::{
     self, BinaryInbound, ClientHello, ErrorCode, EventFormat, Frame, TextInbound,
 };
@@ -174,6 +176,8 @@ pub struct ConnStats {
     /// Inbound `E:` frames dropped because their IV was already used in this session
     /// (CONTRACT D8: a captured frame replayed).
     pub replayed: u64,
+    /// `key_rotation_ack` messages refused (wrong id, bad key, nothing pending).
+    pub rotation_refused: u64,
 }
 
 /// Where the connection is in its life. Each phase owns its data.
@@ -417,10 +421,13 @@ impl Connection {
     /// The next instant at which [`Connection::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Open(open) => Some(
-                open.next_ping
-                    .min(open.last_activity + self.settings.idle_timeout),
-            ),
+            Phase::Open(open) => {
+                let own = open
+                    .next_ping
+                    .min(open.last_activity + self.settings.idle_timeout);
+                let crypto = self.crypto.as_ref().and_then(CryptoSession::poll_timeout);
+                Some(crypto.map_or(own, |c| c.min(own)))
+            }
             Phase::Closing { deadline } => Some(*deadline),
             Phase::Closed => None,
         }
@@ -442,6 +449,7 @@ impl Connection {
                     }
                     self.push_plain(Frame::text(protocol::server_ping(wall)));
                 }
+                self.crypto_timers(now);
             }
             Phase::Closing { deadline } => {
                 if now >= *deadline {
@@ -489,6 +497,7 @@ impl Connection {
         };
         match session.decrypt_record(now, record) {
             Ok(plain) => match String::from_utf8(plain) {
+                Ok(text) if self.rotation_ack(now, &text) => {}
                 Ok(text) => self.dispatch_text(now, wall, &text, None),
                 Err(e) => self.push_event(Event::Bin(Bytes::from(e.into_bytes()))),
             },
@@ -722,7 +731,11 @@ impl Connection {
         // and a plain hello. The hello itself always travels in plaintext.
         let mut server_key = None;
         if hello.wants_encryption && self.crypto.is_none() && self.is_open() {
-            match self.key_exchange(now, hello.encryption_public_key.as_deref()) {
+            match self.key_exchange(
+                now,
+                hello.encryption_public_key.as_deref(),
+                hello.key_rotation,
+            ) {
                 Ok(key) => server_key = Some(key),
                 Err(detail) => {
                     self.push_plain(Frame::text(protocol::key_exchange_failed(&detail)));
@@ -734,6 +747,11 @@ impl Connection {
             conn_id: &self.id.to_string(),
             encryption_public_key: server_key.as_deref(),
             encryption: server_key.is_some(),
+            key_rotation: server_key.is_some()
+                && self
+                    .crypto
+                    .as_ref()
+                    .is_some_and(CryptoSession::rotation_enabled),
             cluster: self.cluster_enabled,
             recovery: s.recovery_enabled,
             max_message_size: s.max_message_size as u64,
@@ -747,9 +765,57 @@ impl Connection {
         self.push_plain(Frame::text(hello));
     }
 
+    /// Runs the session's timers (rotation interval, end of a grace window) and sends a
+    /// `key_rotation` it starts, sealed under the key in use.
+    fn crypto_timers(&mut self, now: Instant) {
+        let (Some(session), Some(rng)) = (self.crypto.as_mut(), self.crypto_rng.as_mut()) else {
+            return;
+        };
+        session.handle_timeout(now, rng);
+        let mut messages = Vec::new();
+        while let Some(out) = session.poll_output() {
+            match out {
+                CryptoOutput::SendKeyRotation { payload } => {
+                    messages.push(system_message(KEY_ROTATION, payload).to_string());
+                }
+            }
+        }
+        for text in messages {
+            self.push_frame(Frame::text(text));
+        }
+    }
+
+    /// A decrypted `key_rotation_ack` (our extension, `docs/encryption.md` §5): handled here,
+    /// never an application event. `false` when `text` is something else.
+    fn rotation_ack(&mut self, now: Instant, text: &str) -> bool {
+        if !text.contains(KEY_ROTATION_ACK) {
+            return false;
+        }
+        let Ok(Value::Object(msg)) = serde_json::from_str::<Value>(strip_legacy_prefix(text))
+        else {
+            return false;
+        };
+        if msg.get("t").and_then(Value::as_str) != Some(KEY_ROTATION_ACK) {
+            return false;
+        }
+        if let (Some(session), Some(p)) = (self.crypto.as_mut(), msg.get("p")) {
+            if session.handle_rotation_ack(now, p).is_err() {
+                self.stats.rotation_refused += 1;
+            }
+        } else {
+            self.stats.rotation_refused += 1;
+        }
+        true
+    }
+
     /// Derives the session key from the client's public key; returns ours (base64) or the
     /// reason for `KEY_EXCHANGE_FAILED`.
-    fn key_exchange(&mut self, now: Instant, client_key: Option<&str>) -> Result<String, String> {
+    fn key_exchange(
+        &mut self,
+        now: Instant,
+        client_key: Option<&str>,
+        rotation: bool,
+    ) -> Result<String, String> {
         let client_key = client_key.ok_or("client_hello has no encryption_public_key")?;
         let rng = self
             .crypto_rng
@@ -758,8 +824,8 @@ impl Connection {
         let peer = parse_peer_public_key(client_key).map_err(|e| e.to_string())?;
         let ours = EphemeralKeyPair::generate(rng);
         let key = ours.derive_session_key(&peer);
-        // Key rotation is not negotiated yet (the session never starts one).
-        self.crypto = Some(CryptoSession::new(key, now, CryptoConfig::default(), false));
+        // Rotation only with clients that announce it, and only when the interval is not 0.
+        self.crypto = Some(CryptoSession::new(key, now, self.settings.crypto, rotation));
         Ok(ours.public_key_b64())
     }
 

@@ -37,6 +37,9 @@ pub struct ConnSettings {
     pub send_dedup_window: usize,
     /// `server_hello.p.server_version`.
     pub server_version: &'static str,
+    /// E2E sessions: replay cache and key rotation (interval from
+    /// `key_rotation_interval_secs`, grace the smaller of 30 s and half the interval).
+    pub crypto: crate::crypto::CryptoConfig,
 }
 
 impl ConnSettings {
@@ -63,7 +66,18 @@ impl ConnSettings {
             inbound_rate_grace: limits.inbound_rate_grace,
             send_dedup_window: config.send_dedup_window,
             server_version: env!("CARGO_PKG_VERSION"),
+            crypto: crypto_config(config.key_rotation_interval_secs),
         })
+    }
+}
+
+/// The session settings for a rotation interval (0 disables rotation).
+fn crypto_config(interval_secs: u64) -> crate::crypto::CryptoConfig {
+    let interval = Duration::from_secs(interval_secs);
+    crate::crypto::CryptoConfig {
+        rotation_interval: interval,
+        rotation_grace: crate::crypto::session::DEFAULT_ROTATION_GRACE.min(interval / 2),
+        ..crate::crypto::CryptoConfig::default()
     }
 }
 

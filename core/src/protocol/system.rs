@@ -85,6 +85,9 @@ pub struct ServerHello<'a> {
     pub encryption_public_key: Option<&'a str>,
     /// Whether this hello performed the key exchange (`features.encryption`).
     pub encryption: bool,
+    /// `features.key_rotation`, sent only when true (our extension; key rotation was
+    /// negotiated in this hello).
+    pub key_rotation: bool,
     /// Whether the server joined a cluster (`features.cluster`).
     pub cluster: bool,
     /// Whether recovery is enabled (`features.recovery`).
@@ -130,6 +133,11 @@ pub fn server_hello(h: &ServerHello<'_>) -> String {
     });
     if let (Some(key), Value::Object(map)) = (h.encryption_public_key, &mut p) {
         map.insert("encryption_public_key".to_owned(), Value::from(key));
+    }
+    if h.key_rotation
+        && let Some(Value::Object(features)) = p.get_mut("features")
+    {
+        features.insert("key_rotation".to_owned(), Value::Bool(true));
     }
     json!({"c": "WSE", "p": p, "t": "server_hello", "v": 1}).to_string()
 }
@@ -340,6 +348,7 @@ mod tests {
             conn_id: "conn-1",
             encryption_public_key: key,
             encryption: key.is_some(),
+            key_rotation: false,
             cluster: false,
             recovery: true,
             max_message_size: 1_048_576,

@@ -50,6 +50,7 @@ class RustWSEServer:
         inbound_rate_refill: float = 10000.0,
         inbound_rate_grace_ms: int = 5000,
         send_dedup_window: int = 4096,
+        key_rotation_interval: int = 3600,
     ) -> None:
         """Creates a server (does not bind).
 
@@ -69,8 +70,9 @@ class RustWSEServer:
         ``inbound_rate_refill`` (per-connection inbound token bucket in messages and
         messages/s; refill 0 disables it; over the limit messages are dropped with a
         ``RATE_LIMITED`` error frame), ``inbound_rate_grace_ms`` (how long a connection may
-        stay over the limit before close 4429) and ``send_dedup_window`` (``send_event`` ids
-        remembered per connection).
+        stay over the limit before close 4429), ``send_dedup_window`` (``send_event`` ids
+        remembered per connection) and ``key_rotation_interval`` (seconds between E2E key
+        rotations with clients that negotiate them; 0 disables).
         """
 
     # lifecycle

@@ -286,6 +286,9 @@ pub struct Options {
     /// send_event ids remembered per connection for dedup [default: 4096]
     #[arg(long, global = true, value_name = "N")]
     pub send_dedup_window: Option<usize>,
+    /// E2E key rotation interval for clients that negotiate it, seconds; 0 disables [default: 3600]
+    #[arg(long, global = true, value_name = "SECS")]
+    pub key_rotation_interval_secs: Option<u64>,
     /// File holding the HTTP API key (or WSE_API_KEY); generated and printed when absent
     #[arg(long, global = true, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
@@ -590,6 +593,9 @@ impl Options {
             inbound_rate_refill: higher.inbound_rate_refill.or(self.inbound_rate_refill),
             inbound_rate_grace_ms: higher.inbound_rate_grace_ms.or(self.inbound_rate_grace_ms),
             send_dedup_window: higher.send_dedup_window.or(self.send_dedup_window),
+            key_rotation_interval_secs: higher
+                .key_rotation_interval_secs
+                .or(self.key_rotation_interval_secs),
             api_key_file: higher.api_key_file.or(self.api_key_file),
             client_publish: higher.client_publish.or(self.client_publish),
             default_allow: higher.default_allow.or(self.default_allow),
@@ -799,6 +805,9 @@ fn resolve(o: Options, secrets: &Secrets) -> Result<Loaded, LoadError> {
         inbound_rate_refill: o.inbound_rate_refill.unwrap_or(d.inbound_rate_refill),
         inbound_rate_grace_ms: o.inbound_rate_grace_ms.unwrap_or(d.inbound_rate_grace_ms),
         send_dedup_window: o.send_dedup_window.unwrap_or(d.send_dedup_window),
+        key_rotation_interval_secs: o
+            .key_rotation_interval_secs
+            .unwrap_or(d.key_rotation_interval_secs),
     };
     ConnSettings::from_config(&server)
         .map_err(|e| LoadError::invalid(option_of_core_field(e.field), e.reason))?;

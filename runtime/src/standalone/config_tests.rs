@@ -240,6 +240,7 @@ fn every_option(dir: &std::path::Path) -> Vec<(&'static str, String, String)> {
         ("inbound_rate_refill", s("27"), s("27")),
         ("inbound_rate_grace_ms", s("28"), s("28")),
         ("send_dedup_window", s("29"), s("29")),
+        ("key_rotation_interval_secs", s("30"), s("30")),
         ("api_key_file", path(&api_key), q(&path(&api_key))),
         ("client_publish", s("true"), s("true")),
         (
@@ -298,6 +299,7 @@ fn expect_every_option(loaded: &Loaded) {
         inbound_rate_refill: 27.0,
         inbound_rate_grace_ms: 28,
         send_dedup_window: 29,
+        key_rotation_interval_secs: 30,
     };
     assert_eq!(c.server, want);
     assert_eq!(
