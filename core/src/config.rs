@@ -168,6 +168,12 @@ pub struct ServerConfig {
     /// E2E key rotation interval in seconds for clients that negotiate it
     /// (`features.key_rotation`); 0 disables rotation (default 3600).
     pub key_rotation_interval_secs: u64,
+    /// Event types whose `send_event` messages the server signs (`sig`, `docs/encryption.md`
+    /// §6); empty (the default) signs nothing.
+    pub signed_event_types: Vec<String>,
+    /// The HMAC key for signing (at least 32 bytes). `None`: only encrypted connections get
+    /// signatures, with a key derived from their session key.
+    pub signing_secret: Option<Vec<u8>>,
 }
 
 impl Default for ServerConfig {
@@ -199,6 +205,8 @@ impl Default for ServerConfig {
             inbound_rate_grace_ms: 5_000,
             send_dedup_window: 4096,
             key_rotation_interval_secs: 3600,
+            signed_event_types: Vec::new(),
+            signing_secret: None,
         }
     }
 }

@@ -95,7 +95,9 @@ impl RustWseServer {
     /// refill 0 disables it), `inbound_rate_grace_ms` (how long a connection may stay over the
     /// inbound limit before close 4429) and `send_dedup_window` (`send_event` ids remembered
     /// per connection), and `key_rotation_interval` (seconds between E2E key rotations with
-    /// clients that negotiate them, 0 disables; `docs/encryption.md`).
+    /// clients that negotiate them, 0 disables; `docs/encryption.md`), `signed_event_types` and
+    /// `signing_secret` (`send_event` of those types carries `sig`; without a secret only
+    /// encrypted connections sign, with a session-derived key).
     #[new]
     #[pyo3(signature = (
         host, port, max_connections = 1000, jwt_secret = None, jwt_issuer = None,
@@ -109,7 +111,8 @@ impl RustWseServer {
         max_outbound_queue_bytes = 16_777_216, max_subscriptions_per_connection = 0,
         *, allowed_origins = None, inbound_rate_capacity = 100_000.0,
         inbound_rate_refill = 10_000.0, inbound_rate_grace_ms = 5_000,
-        send_dedup_window = 4096, key_rotation_interval = 3600
+        send_dedup_window = 4096, key_rotation_interval = 3600, signed_event_types = None,
+        signing_secret = None
     ))]
     #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)]
     fn new(
@@ -146,6 +149,8 @@ impl RustWseServer {
         inbound_rate_grace_ms: u64,
         send_dedup_window: usize,
         key_rotation_interval: u64,
+        signed_event_types: Option<Vec<String>>,
+        signing_secret: Option<Vec<u8>>,
     ) -> PyResult<Self> {
         let algorithm = jwt_algorithm
             .as_deref()
@@ -207,6 +212,8 @@ impl RustWseServer {
             inbound_rate_grace_ms,
             send_dedup_window,
             key_rotation_interval_secs: key_rotation_interval,
+            signed_event_types: signed_event_types.unwrap_or_default(),
+            signing_secret,
         };
         ConnSettings::from_config(&config).map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(RustWseServer {

@@ -56,6 +56,8 @@ def test_constructor_signature_keeps_the_original_order_and_defaults():
         "inbound_rate_grace_ms": 5000,
         "send_dedup_window": 4096,
         "key_rotation_interval": 3600,
+        "signed_event_types": None,
+        "signing_secret": None,
     }
 
 

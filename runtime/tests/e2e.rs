@@ -337,3 +337,81 @@ async fn ten_thousand_messages_across_several_key_rotations_all_arrive_and_decry
     assert_eq!(server.health_snapshot()["e2e_undecryptable"], 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn configured_event_types_are_signed_with_the_shared_secret_or_the_session_key() {
+    use wse_core::WallClock;
+    use wse_core::crypto::{SignatureError, SigningKey, verify};
+
+    const SIGNING: &[u8] = b"a-signing-secret-of-at-least-32-bytes";
+    let now = || {
+        WallClock::from_unix_micros(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as u64,
+        )
+    };
+    let json_of = |m: Message| -> Map<String, Value> {
+        match m {
+            Message::Binary(b) => serde_json::from_slice(&b).unwrap(),
+            other => panic!("expected a binary event, got {other:?}"),
+        }
+    };
+
+    // A shared secret: every connection's events of the configured types are signed.
+    let server = ServerHandle::start(&ServerConfig {
+        port: 0,
+        signed_event_types: vec!["order_filled".into()],
+        signing_secret: Some(SIGNING.to_vec()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (mut ws, id) = connect(&server).await;
+    server.send_event(id, &event_of("order_filled", json!({"qty": 3})), 1024);
+    let mut signed = json_of(next(&mut ws).await);
+    let key = SigningKey::from_shared_secret(SIGNING).unwrap();
+    assert!(signed["sig"].as_str().unwrap().starts_with("v1:"));
+    verify(&key, &signed, now(), Duration::from_secs(60)).expect("a valid signature");
+    signed["p"]["qty"] = json!(4);
+    assert_eq!(
+        verify(&key, &signed, now(), Duration::from_secs(60)),
+        Err(SignatureError::BadMac)
+    );
+    server.send_event(id, &event_of("chat", json!({})), 1024);
+    assert!(
+        json_of(next(&mut ws).await).get("sig").is_none(),
+        "other types unsigned"
+    );
+    server.stop().await;
+
+    // No shared secret: encrypted connections sign with a key derived from their session key.
+    let server = ServerHandle::start(&ServerConfig {
+        port: 0,
+        signed_event_types: vec!["order_filled".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut rng = ChaCha20Rng::seed_from_u64(17);
+    let (mut enc, e) = connect(&server).await;
+    let session = exchange(&mut enc, &mut rng).await;
+    server.send_event(e, &event_of("order_filled", json!({"qty": 1})), 1024);
+    let sealed = next_sealed(&mut enc, &session).await;
+    let sealed = sealed.as_object().unwrap();
+    verify(
+        &SigningKey::from_session_key(&session),
+        sealed,
+        now(),
+        Duration::from_secs(60),
+    )
+    .expect("signed with the session-derived key");
+    let (mut plain, p) = connect(&server).await;
+    server.send_event(p, &event_of("order_filled", json!({"qty": 2})), 1024);
+    assert!(
+        json_of(next(&mut plain).await).get("sig").is_none(),
+        "no key, no sig"
+    );
+    server.stop().await;
+}

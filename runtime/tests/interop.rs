@@ -54,6 +54,9 @@ fn the_published_python_client_interoperates() {
             }),
             ping_interval_secs: 1,
             idle_timeout_secs: 3,
+            // `evt_json` carries a `sig`: the published client must take it unchanged.
+            signed_event_types: vec!["evt_json".into()],
+            signing_secret: Some(b"interop-signing-secret-of-32-bytes!!".to_vec()),
             ..Default::default()
         };
         let server = std::sync::Arc::new(ServerHandle::start(&config).await.unwrap());

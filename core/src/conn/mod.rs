@@ -30,7 +30,7 @@
 
 mod settings;
 
-pub use settings::ConnSettings;
+pub use settings::{ConnSettings, Signing};
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -39,12 +39,14 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{RngCore, SeedableRng};
 
 use crate::auth::{AuthError, TopicAcl};
 use crate::crypto::rotation::{KEY_ROTATION, KEY_ROTATION_ACK, system_message};
+use crate::crypto::signing::{NONCE_LEN, SIG_FIELD};
 use crate::crypto::{
-    CryptoOutput, CryptoSession, EphemeralKeyPair, RecordError, parse_peer_public_key,
+    CryptoOutput, CryptoSession, EphemeralKeyPair, RecordError, SigningKey, parse_peer_public_key,
+    sign,
 };
 use crate::ids::ConnId;
 use crate::limits::{DedupWindow, TokenBucket};
@@ -178,6 +180,8 @@ pub struct ConnStats {
     pub replayed: u64,
     /// `key_rotation_ack` messages refused (wrong id, bad key, nothing pending).
     pub rotation_refused: u64,
+    /// Events of a signed type sent unsigned (no shared secret, not encrypted).
+    pub unsigned: u64,
 }
 
 /// Where the connection is in its life. Each phase owns its data.
@@ -241,6 +245,9 @@ pub struct Connection {
     /// The CSPRNG for this connection's ECDH key and IVs, seeded by the driver
     /// ([`Connection::set_crypto_seed`]); without it, encryption requests are refused.
     crypto_rng: Option<ChaCha20Rng>,
+    /// The signing key derived from the session key of the exchange (used for configured event
+    /// types when no shared secret is configured; a rotation does not change it).
+    session_signing: Option<SigningKey>,
 }
 
 /// Longest close reason a control frame can carry.
@@ -282,6 +289,7 @@ impl Connection {
             settings,
             crypto: None,
             crypto_rng: None,
+            session_signing: None,
         };
         if !conn.settings.origins.allows(handshake.origin) {
             conn.push_frame(Frame::text(protocol::error_frame(
@@ -587,8 +595,9 @@ impl Connection {
         if let Some(w) = warning {
             self.push_frame(Frame::text(w));
         }
-        let envelope =
+        let mut envelope =
             protocol::build_event_envelope(event, || uuid_v7(wall, rng).to_string(), seq, wall);
+        self.sign_if_configured(&mut envelope, wall);
         // Encrypted connections get `E:` of the JSON text, never compressed or msgpack: both
         // published clients expect UTF-8 JSON after decryption (UPSTREAM §3.3).
         let encrypted = self.crypto.is_some();
@@ -765,6 +774,32 @@ impl Connection {
         self.push_plain(Frame::text(hello));
     }
 
+    /// Adds `sig` to an event of a configured type (`docs/encryption.md` §6): with the shared
+    /// secret, else with the session-derived key on an encrypted connection, else unsigned.
+    fn sign_if_configured(&mut self, envelope: &mut Map<String, Value>, wall: WallClock) {
+        let settings = std::sync::Arc::clone(&self.settings);
+        let signing = &settings.signing;
+        let wanted = envelope
+            .get("t")
+            .and_then(Value::as_str)
+            .is_some_and(|t| signing.event_types.contains(t));
+        if !wanted {
+            return;
+        }
+        let (Some(key), Some(rng)) = (
+            signing.shared.as_ref().or(self.session_signing.as_ref()),
+            self.crypto_rng.as_mut(),
+        ) else {
+            self.stats.unsigned += 1;
+            return;
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        envelope.remove(SIG_FIELD);
+        let sig = sign(key, envelope, wall, nonce);
+        envelope.insert(SIG_FIELD.to_owned(), Value::String(sig));
+    }
+
     /// Runs the session's timers (rotation interval, end of a grace window) and sends a
     /// `key_rotation` it starts, sealed under the key in use.
     fn crypto_timers(&mut self, now: Instant) {
@@ -824,6 +859,7 @@ impl Connection {
         let peer = parse_peer_public_key(client_key).map_err(|e| e.to_string())?;
         let ours = EphemeralKeyPair::generate(rng);
         let key = ours.derive_session_key(&peer);
+        self.session_signing = Some(SigningKey::from_session_key(&key));
         // Rotation only with clients that announce it, and only when the interval is not 0.
         self.crypto = Some(CryptoSession::new(key, now, self.settings.crypto, rotation));
         Ok(ours.public_key_b64())

@@ -40,6 +40,18 @@ pub struct ConnSettings {
     /// E2E sessions: replay cache and key rotation (interval from
     /// `key_rotation_interval_secs`, grace the smaller of 30 s and half the interval).
     pub crypto: crate::crypto::CryptoConfig,
+    /// Event types `send_event` signs, and the shared key (else a per-session derived one).
+    pub signing: Signing,
+}
+
+/// What `send_event` signs (`docs/encryption.md` §6).
+#[derive(Debug, Default)]
+pub struct Signing {
+    /// Event types (`t`) to sign.
+    pub event_types: std::collections::BTreeSet<String>,
+    /// The configured shared secret; without it only encrypted connections sign, with their
+    /// session-derived key.
+    pub shared: Option<crate::crypto::SigningKey>,
 }
 
 impl ConnSettings {
@@ -67,6 +79,15 @@ impl ConnSettings {
             send_dedup_window: config.send_dedup_window,
             server_version: env!("CARGO_PKG_VERSION"),
             crypto: crypto_config(config.key_rotation_interval_secs),
+            signing: Signing {
+                event_types: config.signed_event_types.iter().cloned().collect(),
+                shared: config
+                    .signing_secret
+                    .as_deref()
+                    .map(crate::crypto::SigningKey::from_shared_secret)
+                    .transpose()
+                    .map_err(|e| ConfigError::new("signing_secret", e.to_string()))?,
+            },
         })
     }
 }

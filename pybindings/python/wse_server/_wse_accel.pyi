@@ -51,6 +51,8 @@ class RustWSEServer:
         inbound_rate_grace_ms: int = 5000,
         send_dedup_window: int = 4096,
         key_rotation_interval: int = 3600,
+        signed_event_types: list[str] | None = None,
+        signing_secret: bytes | None = None,
     ) -> None:
         """Creates a server (does not bind).
 
@@ -72,7 +74,10 @@ class RustWSEServer:
         ``RATE_LIMITED`` error frame), ``inbound_rate_grace_ms`` (how long a connection may
         stay over the limit before close 4429), ``send_dedup_window`` (``send_event`` ids
         remembered per connection) and ``key_rotation_interval`` (seconds between E2E key
-        rotations with clients that negotiate them; 0 disables).
+        rotations with clients that negotiate them; 0 disables), ``signed_event_types`` and
+        ``signing_secret`` (``send_event`` messages of those types carry ``sig``, HMAC-SHA256
+        with the secret of at least 32 bytes; without a secret only encrypted connections sign,
+        with a key derived from their session key).
         """
 
     # lifecycle

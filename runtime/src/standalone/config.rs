@@ -808,6 +808,10 @@ fn resolve(o: Options, secrets: &Secrets) -> Result<Loaded, LoadError> {
         key_rotation_interval_secs: o
             .key_rotation_interval_secs
             .unwrap_or(d.key_rotation_interval_secs),
+        // Signing applies to `send_event`, which only embedding applications call; the binary
+        // sends no event types worth signing (its acks and errors), so it has no option yet.
+        signed_event_types: Vec::new(),
+        signing_secret: None,
     };
     ConnSettings::from_config(&server)
         .map_err(|e| LoadError::invalid(option_of_core_field(e.field), e.reason))?;

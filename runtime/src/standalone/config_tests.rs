@@ -300,6 +300,8 @@ fn expect_every_option(loaded: &Loaded) {
         inbound_rate_grace_ms: 28,
         send_dedup_window: 29,
         key_rotation_interval_secs: 30,
+        signed_event_types: Vec::new(),
+        signing_secret: None,
     };
     assert_eq!(c.server, want);
     assert_eq!(
