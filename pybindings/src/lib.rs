@@ -10,6 +10,7 @@
 use pyo3::prelude::*;
 
 pub mod convert;
+pub mod crypto;
 pub mod events;
 pub mod functions;
 pub mod server;
@@ -22,6 +23,7 @@ fn wse_accel(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<server::RustWseServer>()?;
     functions::register(m)?;
+    crypto::register(m)?;
     events::register(m)?;
     utils::register(m)?;
     Ok(())

@@ -2,9 +2,8 @@
 
 A drop-in replacement for the original ``wse_server`` package: the same ``RustWSEServer``
 class, module functions and helper classes, importable from ``wse_server`` and from
-``wse_server._wse_accel``. Features that have not landed in this engine yet (the end-to-end
-encryption helpers, the cluster) are absent rather than faked; see the project's
-``docs/pybindings.md``.
+``wse_server._wse_accel``. Features that have not landed in this engine yet (the cluster) are
+absent rather than faked; see the project's ``docs/pybindings.md``.
 """
 
 from wse_server._wse_accel import (
@@ -16,8 +15,12 @@ from wse_server._wse_accel import (
     RustTokenBucket,
     RustWSEServer,
     __version__,
+    rust_aes_gcm_decrypt,
+    rust_aes_gcm_encrypt,
     rust_compress,
     rust_decompress,
+    rust_ecdh_derive_shared_secret,
+    rust_ecdh_generate_keypair,
     rust_hmac_sha256,
     rust_jwt_decode,
     rust_jwt_encode,
@@ -40,6 +43,10 @@ __all__ = [
     "RustTokenBucket",
     "rust_jwt_encode",
     "rust_jwt_decode",
+    "rust_aes_gcm_encrypt",
+    "rust_aes_gcm_decrypt",
+    "rust_ecdh_generate_keypair",
+    "rust_ecdh_derive_shared_secret",
     "rust_hmac_sha256",
     "rust_sha256",
     "rust_compress",

@@ -419,6 +419,30 @@ def rust_jwt_decode(
     """Validates a token with the server's rules and returns its claims, or None for any
     failure (an unsupported algorithm included)."""
 
+def rust_ecdh_generate_keypair() -> tuple[bytes, bytes]:
+    """A new ECDH P-256 key pair from the OS random generator: ``(private_key, public_key)``,
+    the 32-byte big-endian private scalar and the 65-byte uncompressed SEC1 public key
+    (``04 || X || Y``)."""
+
+def rust_ecdh_derive_shared_secret(private_key: bytes, peer_public_key: bytes) -> bytes:
+    """The 32-byte AES-256 key agreed with a peer: ECDH on P-256, then HKDF-SHA256 (no salt,
+    info ``wse-encryption/aes-gcm-key``), as the server and the clients derive it.
+
+    ``private_key`` is a big-endian scalar (32 bytes; 24 to 31 mean leading zero bytes left
+    out); ``peer_public_key`` is SEC1, uncompressed (65 bytes) or compressed (33).
+    ``ValueError`` if either is not a valid P-256 key. Only ``bytes`` is accepted
+    (``TypeError`` otherwise)."""
+
+def rust_aes_gcm_encrypt(key: bytes, plaintext: bytes) -> bytes:
+    """AES-256-GCM with a fresh random 12-byte IV and no associated data; returns
+    ``IV || ciphertext || 16-byte tag`` (the body of an ``E:`` frame). ``ValueError`` if
+    ``key`` is not 32 bytes."""
+
+def rust_aes_gcm_decrypt(key: bytes, data: bytes) -> bytes:
+    """The plaintext of an ``IV || ciphertext || tag`` record. ``ValueError`` if ``data`` is
+    shorter than 28 bytes (checked first) or ``key`` is not 32 bytes; ``RuntimeError`` if
+    authentication fails (wrong key or altered data)."""
+
 def rust_compress(data: bytes, level: int = 6) -> bytes:
     """zlib at level 1..9 (``ValueError`` otherwise)."""
 
