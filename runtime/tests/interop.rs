@@ -27,6 +27,16 @@ async fn respond(server: &ServerHandle) {
             continue;
         }
         let n = v["p"]["n"].clone();
+        if v["p"]["presence"] == true {
+            // Join a topic's presence: the presence_join is delivered to the client itself
+            // (sealed, on an encrypted connection).
+            let _ = server.subscribe_connection(
+                id,
+                &["lobby".to_owned()],
+                Some(&json!({"status": "here"})),
+                None,
+            );
+        }
         let obj = |v: Value| v.as_object().cloned().expect("literal object");
         server.send_event(id, &obj(json!({"t": "evt_json", "p": {"n": n}})), 1024);
         server.send_event(
@@ -54,6 +64,7 @@ fn the_published_python_client_interoperates() {
             }),
             ping_interval_secs: 1,
             idle_timeout_secs: 3,
+            presence_enabled: true,
             // `evt_json` carries a `sig`: the published client must take it unchanged.
             signed_event_types: vec!["evt_json".into()],
             signing_secret: Some(b"interop-signing-secret-of-32-bytes!!".to_vec()),

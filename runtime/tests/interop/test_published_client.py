@@ -105,11 +105,19 @@ def test_an_encrypted_client_exchanges_keys_and_gets_everything_sealed():
         assert security.is_enabled, "the server answered the key exchange"
         # Sent as E: (the client encrypts once its key exists); our answers come back as E:
         # records (send_event small and large, broadcast_all) and decrypt to the payloads.
-        assert await client.send("interop_request", {"n": 9})
-        got = await collect(client, WANTED)
+        assert await client.send("interop_request", {"n": 9, "presence": True})
+        got = await collect(client, WANTED | {"presence_join"})
         assert got["evt_json"].payload == {"n": 9}
         assert got["evt_big"].payload["pad"] == "x" * 3000
         assert got["evt_broadcast"].payload == {"n": 2}
+        assert got["presence_join"].payload["user_id"] == "interop-user"
+        # Quiet past both idle timeouts (server 3 s, pings every 1 s): the heartbeat keeps the
+        # encrypted connection alive, and it still works afterwards.
+        await asyncio.sleep(4.5)
+        assert client.is_connected
+        assert await client.send("interop_request", {"n": 10})
+        got = await collect(client, WANTED)
+        assert got["evt_json"].payload == {"n": 10}
         await client.disconnect()
 
     run(go())
