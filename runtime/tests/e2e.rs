@@ -5,9 +5,11 @@
 //! topic still gets the shared plaintext frame; that its own `E:` frames reach the application
 //! (and an encrypted `ping` gets its `PONG`); and that a replayed frame is refused and counted.
 
+mod support;
+
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 use serde_json::{Map, Value, json};
@@ -17,8 +19,7 @@ use wse_core::config::ServerConfig;
 use wse_core::crypto::{EphemeralKeyPair, SessionKey, open, parse_peer_public_key, seal};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use support::{Ws, next};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -44,14 +45,6 @@ async fn connect(server: &ServerHandle) -> (Ws, ConnId) {
         ServerEvent::Connect(id, _) => (ws, id),
         other => panic!("expected connect, got {other:?}"),
     }
-}
-
-async fn next(ws: &mut Ws) -> Message {
-    tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("a frame in time")
-        .expect("open")
-        .expect("valid")
 }
 
 /// Sends `client_hello` with a fresh key; returns the session key from `server_hello`.

@@ -7,7 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -18,8 +17,7 @@ use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 use wse_runtime::standalone::http_api::{ApiOptions, ApiService};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use support::{Ws, next};
 
 const KEY: &str = "test-api-key-0123456789";
 const SECRET: &[u8] = b"http-api-test-secret-of-32-bytes-or-more";
@@ -202,14 +200,6 @@ async fn connect(server: &ServerHandle, cookie_token: Option<&str>) -> Ws {
         .unwrap()
         .unwrap();
     ws
-}
-
-async fn next(ws: &mut Ws) -> Message {
-    tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("a frame in time")
-        .expect("open")
-        .expect("valid")
 }
 
 async fn next_json(ws: &mut Ws) -> Value {

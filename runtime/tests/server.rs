@@ -13,8 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wse_core::config::{JwtSettings, ServerConfig};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use support::{Ws, next};
 
 const SECRET: &[u8] = b"integration-test-secret-of-32-bytes-or-more";
 const WAIT: Duration = Duration::from_secs(5);
@@ -52,14 +51,6 @@ async fn connect(server: &ServerHandle, cookie_token: Option<&str>) -> Ws {
         .unwrap()
         .unwrap();
     ws
-}
-
-async fn next(ws: &mut Ws) -> Message {
-    tokio::time::timeout(WAIT, ws.next())
-        .await
-        .expect("a frame in time")
-        .expect("open")
-        .expect("valid")
 }
 
 async fn next_json(ws: &mut Ws) -> Value {

@@ -6,6 +6,7 @@ use wse_core::config::JwtAlgorithm;
 
 /// An HS256 token for `sub`, valid for ten minutes from now, signed with `secret`, with the
 /// extra claims of `extra` (an object) merged in.
+#[allow(dead_code)] // not every suite that includes this module authenticates
 pub(crate) fn hs256_token(secret: &[u8], sub: &str, extra: Option<Value>) -> String {
     let exp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -25,4 +26,19 @@ pub(crate) fn hs256_token(secret: &[u8], sub: &str, extra: Option<Value>) -> Str
         None,
     )
     .expect("a valid HS256 secret")
+}
+
+/// A client WebSocket over plain TCP, as `tokio_tungstenite::connect_async` returns it.
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message within 5 s; panics on a timeout, a closed stream or a protocol error.
+#[allow(dead_code)] // not every suite that includes this module reads frames this way
+pub(crate) async fn next(ws: &mut Ws) -> tokio_tungstenite::tungstenite::Message {
+    use futures_util::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(5), ws.next())
+        .await
+        .expect("a frame in time")
+        .expect("open")
+        .expect("valid")
 }
