@@ -18,7 +18,7 @@ use std::io;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
-use rand_core::{OsRng, RngCore};
+use rand_core::{OsRng, RngCore, SeedableRng};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
@@ -168,7 +168,16 @@ pub fn spawn<D: Dialer>(
         WallClock::from_unix_micros(micros)
     });
     let seed = options.seed.unwrap_or_else(|| OsRng.next_u64());
-    let machine = Client::new(config, wall, seed)?;
+    let mut machine = Client::new(config, wall, seed)?;
+    // The E2E generator: 32 bytes from the OS, or derived from the seed (simulation).
+    let mut crypto_seed = [0u8; 32];
+    match options.seed {
+        Some(s) => {
+            rand_chacha::ChaCha20Rng::seed_from_u64(s ^ 0x5eed_c0de).fill_bytes(&mut crypto_seed)
+        }
+        None => OsRng.fill_bytes(&mut crypto_seed),
+    }
+    machine.set_crypto_seed(crypto_seed);
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (events_tx, events) = mpsc::channel(options.event_capacity.max(1));
     let driver = Driver {
@@ -294,17 +303,8 @@ impl<D: Dialer> Driver<D> {
         while let Some(out) = self.machine.poll_output() {
             match out {
                 Output::Connect => self.connect().await,
-                Output::SendText(text) => {
-                    let sent = match self.ws.as_mut() {
-                        Some(ws) => ws.send(Message::text(text)).await.is_ok(),
-                        None => true, // the machine learns of the loss from handle_closed
-                    };
-                    if !sent {
-                        self.ws = None;
-                        let now = self.now();
-                        self.machine.handle_closed(now, None);
-                    }
-                }
+                Output::SendText(text) => self.send(Message::text(text)).await,
+                Output::SendBinary(frame) => self.send(Message::binary(frame)).await,
                 Output::Close { code, reason } => {
                     if let Some(mut ws) = self.ws.take() {
                         let frame = CloseFrame {
@@ -324,6 +324,19 @@ impl<D: Dialer> Driver<D> {
             }
         }
         true
+    }
+
+    /// Writes one message; a failed write is the connection's end.
+    async fn send(&mut self, msg: Message) {
+        let sent = match self.ws.as_mut() {
+            Some(ws) => ws.send(msg).await.is_ok(),
+            None => true, // the machine learns of the loss from handle_closed
+        };
+        if !sent {
+            self.ws = None;
+            let now = self.now();
+            self.machine.handle_closed(now, None);
+        }
     }
 
     async fn connect(&mut self) {

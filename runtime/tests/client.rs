@@ -136,3 +136,64 @@ async fn the_rust_client_subscribes_receives_and_recovers_after_a_drop() {
     c.join().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_encrypted_rust_client_exchanges_keys_and_follows_rotations() {
+    let config = ServerConfig {
+        port: 0,
+        recovery_enabled: true,
+        key_rotation_interval_secs: 1,
+        jwt: Some(JwtSettings {
+            secret: SECRET.to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let server = ServerHandle::start(&config).await.unwrap();
+    tokio::spawn(app::run((*server).clone(), AppPolicy::default()));
+    let addr = server.local_addr().to_string();
+    let mut options = ClientOptions::new(format!("ws://{addr}/wse"));
+    options.token = Some(token("bob"));
+    let client_config = ClientConfig {
+        topics: vec!["room".into()],
+        encryption: true,
+        ..ClientConfig::default()
+    };
+    let mut c = client::spawn(TcpDialer::new(addr), options, client_config).unwrap();
+    until(&mut c, |e| matches!(e, Event::Encrypted).then_some(())).await;
+    until(&mut c, |e| {
+        matches!(e, Event::SubscriptionAck { .. }).then_some(())
+    })
+    .await;
+    let publisher = {
+        let server = (*server).clone();
+        tokio::spawn(async move {
+            for n in 0..300u64 {
+                server.broadcast_local("room", &json!({"t": "m", "p": {"n": n}}).to_string());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let mut rotations = 0;
+    let mut next = 0;
+    while next < 300 {
+        let got = until(&mut c, |e| match e {
+            Event::KeyRotated => Some(None),
+            other => n_of(&other).map(Some),
+        })
+        .await;
+        match got {
+            None => rotations += 1,
+            Some(n) => {
+                assert_eq!(n, next, "in order, none lost");
+                next += 1;
+            }
+        }
+    }
+    publisher.await.unwrap();
+    assert!(rotations >= 2, "{rotations} rotations in about 3 s");
+    assert_eq!(server.health_snapshot()["e2e_undecryptable"], 0);
+    c.close();
+    c.join().await;
+    server.stop().await;
+}

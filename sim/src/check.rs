@@ -15,8 +15,9 @@
 //!   they have all left (no ghosts);
 //! - `leak`: after the clients leave, no connection and no task is left on the server.
 //!
-//! Scenario expectations (`[expect]`) add `full-recovery`, `not-recovered`, `slow-consumer`
-//! and `reconnects`.
+//! Always: `protocol` (no client ever saw a malformed or undecryptable frame), and with
+//! `client.encryption`, `encryption` (key exchanges happened). Scenario expectations
+//! (`[expect]`) add `full-recovery`, `not-recovered`, `slow-consumer` and `reconnects`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -98,6 +99,7 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
     // When each session was last told NotRecovered per topic.
     let mut last_notice: BTreeMap<Key, u64> = BTreeMap::new();
     let mut reconnects = 0u64;
+    let mut encrypted = 0u64;
     for e in entries {
         match &e.record {
             Record::Deliver {
@@ -186,6 +188,18 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
                 };
             }
             Record::Ready { reconnected, .. } => reconnects += u64::from(*reconnected),
+            Record::ProtocolError {
+                client,
+                session,
+                detail,
+            } => bad(
+                "protocol",
+                format!(
+                    "client{client} session {session}: {detail} (at {} ms)",
+                    e.at_ms
+                ),
+            ),
+            Record::Encrypted { .. } => encrypted += 1,
             Record::ServerSample {
                 server,
                 recovery_bytes,
@@ -289,6 +303,12 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
             "no connection was closed as a slow consumer".into(),
         );
     }
+    if scenario.client.encryption && encrypted == 0 {
+        bad(
+            "encryption",
+            "clients asked for encryption but no key exchange completed".into(),
+        );
+    }
     if reconnects < scenario.expect.min_reconnects {
         bad(
             "reconnects",
@@ -308,6 +328,7 @@ mod tests {
     fn scenario() -> Scenario {
         let mut s = Scenario::random(1);
         s.workload.topics = vec!["t".into()];
+        s.client.encryption = false;
         s
     }
 

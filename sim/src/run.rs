@@ -106,6 +106,8 @@ impl Report {
                 Record::Gap { .. } => "gaps",
                 Record::Recovered { .. } => "recoveries",
                 Record::NotRecovered { .. } => "not_recovered",
+                Record::Encrypted { .. } => "key_exchanges",
+                Record::KeyRotated { .. } => "key_rotations",
                 Record::Fault(_) => "faults",
                 _ => continue,
             };
@@ -174,6 +176,7 @@ fn server_config(s: &Scenario) -> ServerConfig {
         max_outbound_queue_bytes: s.server.max_outbound_queue_bytes,
         ping_interval_secs: s.server.ping_interval_secs,
         idle_timeout_secs: s.server.idle_timeout_secs,
+        key_rotation_interval_secs: s.server.key_rotation_interval_secs,
         ..ServerConfig::default()
     }
 }
@@ -291,6 +294,7 @@ fn client_config(s: &Scenario) -> ClientConfig {
         ping_interval: Duration::from_millis(c.ping_interval_ms),
         idle_timeout: Duration::from_millis(c.idle_timeout_ms),
         ready_timeout: Duration::from_secs(2),
+        encryption: c.encryption,
         ..ClientConfig::default()
     }
 }
@@ -398,7 +402,13 @@ fn record(world: &World, client: usize, session: u32, event: Event) {
         Event::ServerError { code, message } => {
             Record::Note(format!("client{client} server error {code}: {message}"))
         }
-        Event::ProtocolError(e) => Record::Note(format!("client{client} protocol error: {e}")),
+        Event::ProtocolError(detail) => Record::ProtocolError {
+            client,
+            session,
+            detail,
+        },
+        Event::Encrypted => Record::Encrypted { client, session },
+        Event::KeyRotated => Record::KeyRotated { client, session },
         Event::SubscriptionAck {
             success_topics,
             failed_topics,

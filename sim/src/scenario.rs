@@ -66,6 +66,8 @@ pub struct ServerSettings {
     pub idle_timeout_secs: u64,
     /// Presence on.
     pub presence: bool,
+    /// E2E key rotation interval for clients that negotiate it (0 disables).
+    pub key_rotation_interval_secs: u64,
 }
 
 impl Default for ServerSettings {
@@ -78,6 +80,7 @@ impl Default for ServerSettings {
             ping_interval_secs: 1,
             idle_timeout_secs: 4,
             presence: true,
+            key_rotation_interval_secs: 3600,
         }
     }
 }
@@ -94,6 +97,8 @@ pub struct ClientSettings {
     pub reconnect_base_ms: u64,
     /// Largest reconnect delay.
     pub reconnect_max_ms: u64,
+    /// Ask for end-to-end encryption (every frame an `E:` record after the exchange).
+    pub encryption: bool,
 }
 
 impl Default for ClientSettings {
@@ -103,6 +108,7 @@ impl Default for ClientSettings {
             idle_timeout_ms: 3_000,
             reconnect_base_ms: 200,
             reconnect_max_ms: 2_000,
+            encryption: false,
         }
     }
 }
@@ -511,6 +517,8 @@ impl Scenario {
             });
         }
         let budget_small = r.below(3) == 0;
+        let encryption = r.below(2) == 0;
+        let rotation_secs = 1 + r.below(4);
         Scenario {
             name: format!("random-{seed}"),
             description: "generated from the seed".into(),
@@ -522,9 +530,13 @@ impl Scenario {
                 max_outbound_queue_bytes: 64 << 10,
                 // Sometimes a budget small enough that rings are evicted while clients are away.
                 recovery_memory_budget: if budget_small { 24 << 10 } else { 16 << 20 },
+                key_rotation_interval_secs: rotation_secs,
                 ..ServerSettings::default()
             },
-            client: ClientSettings::default(),
+            client: ClientSettings {
+                encryption,
+                ..ClientSettings::default()
+            },
             workload: Workload {
                 topics,
                 publish_every_ms: 20 + r.below(80),

@@ -91,6 +91,29 @@ pub enum Record {
         /// The close code, `None` for a network error.
         close: Option<u16>,
     },
+    /// The client reported a malformed or undecryptable frame from the server.
+    ProtocolError {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+        /// What the client said.
+        detail: String,
+    },
+    /// The client's end-to-end key exchange completed on its current connection.
+    Encrypted {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+    },
+    /// The server rotated the client's key.
+    KeyRotated {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+    },
     /// A fault the timeline applied (or the heal).
     Fault(String),
     /// A periodic sample of a server's budgets.

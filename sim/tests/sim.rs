@@ -50,6 +50,18 @@ fn a_long_hold_ends_in_idle_timeouts_then_recovery() {
 }
 
 #[test]
+fn encrypted_clients_with_rotating_keys_lose_nothing_under_faults() {
+    scenario_passes("encrypted-rotation");
+    let (_, out) = sim(&["run", "--seed", "1", "--scenario", "encrypted-rotation"]);
+    let rotations: u64 = out
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("key_rotations="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(rotations >= 5, "keys rotated {rotations} times:\n{out}");
+}
+
+#[test]
 fn a_bounded_sweep_of_generated_seeds_passes() {
     let (ok, out) = sim(&["run", "--seeds", "0..40"]);
     assert!(ok, "sweep failed:\n{out}");

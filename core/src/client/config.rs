@@ -46,6 +46,9 @@ pub struct ClientConfig {
     /// Our extension, answered by the standalone server's built-in protocol (the published
     /// clients never send it; an embedding application may read it from the event).
     pub presence: Option<serde_json::Value>,
+    /// Ask for end-to-end encryption in `client_hello` (ECDH P-256, `docs/encryption.md`),
+    /// announcing `features.key_rotation` too. Needs [`super::Client::set_crypto_seed`].
+    pub encryption: bool,
 }
 
 impl Default for ClientConfig {
@@ -64,6 +67,7 @@ impl Default for ClientConfig {
             max_tracked_topics: 10_000,
             recovery_timeout: Duration::from_secs(10),
             presence: None,
+            encryption: false,
         }
     }
 }

@@ -12,6 +12,8 @@
 //! Every malformed frame is one [`Event::ProtocolError`] and is otherwise ignored; nothing here
 //! panics on peer input.
 
+use crate::crypto::rotation::{KEY_ROTATION, KEY_ROTATION_ACK, system_message};
+use crate::crypto::{ClientCryptoSession, CryptoConfig, parse_peer_public_key};
 use serde_json::{Map, Value};
 
 use super::cursor::{self, AckEntry, Verdict};
@@ -71,7 +73,7 @@ impl Client {
                 data.len()
             ));
         } else if data.starts_with(b"E:") {
-            self.protocol_error(ENCRYPTED_FRAME_ERROR);
+            self.on_encrypted(now, data);
         } else if let Some(compressed) = data.strip_prefix(b"C:") {
             match zlib_decompress_capped(compressed, limit) {
                 Ok(plain) => match String::from_utf8(plain) {
@@ -152,6 +154,8 @@ impl Client {
                 self.reply_pong(now, &ts);
             }
             "server_ready" => self.on_server_ready(now, &map),
+            "server_hello" => self.on_server_hello(now, &map),
+            KEY_ROTATION => self.on_key_rotation(now, &map),
             "subscription_update" => self.on_subscription_ack(now, &map),
             "error" => {
                 let field = |k: &str| {
@@ -171,9 +175,70 @@ impl Client {
         }
     }
 
+    /// An `E:` record: opened under the session key(s) and handled like the same text.
+    fn on_encrypted(&mut self, now: Instant, frame: &[u8]) {
+        let Some(session) = self.crypto.as_mut() else {
+            self.protocol_error(ENCRYPTED_FRAME_ERROR);
+            return;
+        };
+        match session.decrypt(now, frame).map(String::from_utf8) {
+            Ok(Ok(text)) => self.dispatch_text(now, &text),
+            Ok(Err(_)) => self.protocol_error("E: record does not decrypt to UTF-8 text"),
+            Err(e) => self.protocol_error(format!("E: record refused: {e}")),
+        }
+    }
+
+    /// `server_hello`: completes our key exchange when we asked for one and the server agreed
+    /// (UPSTREAM §4.1); otherwise the connection stays plaintext.
+    fn on_server_hello(&mut self, _now: Instant, map: &Map<String, Value>) {
+        let Some(pair) = self.pending_key.take() else {
+            return;
+        };
+        let p = map.get("p");
+        let agreed = p
+            .and_then(|p| p.get("features"))
+            .and_then(|f| f.get("encryption"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let key = p
+            .and_then(|p| p.get("encryption_public_key"))
+            .and_then(Value::as_str);
+        match (agreed, key.map(parse_peer_public_key)) {
+            (true, Some(Ok(server))) => {
+                let key = pair.derive_session_key(&server);
+                self.crypto = Some(ClientCryptoSession::new(key, CryptoConfig::default()));
+                self.push_event(Event::Encrypted);
+            }
+            (true, Some(Err(e))) => self.protocol_error(format!("server_hello key: {e}")),
+            _ => {} // the server declined: plaintext
+        }
+    }
+
+    /// `key_rotation` (inside an `E:` record, `docs/encryption.md` §5): answer with the ack
+    /// sealed under the old key, then use the new one.
+    fn on_key_rotation(&mut self, now: Instant, map: &Map<String, Value>) {
+        let (Some(session), Some(rng), Some(p)) =
+            (self.crypto.as_mut(), self.crypto_rng.as_mut(), map.get("p"))
+        else {
+            self.protocol_error("key_rotation without an encrypted session");
+            return;
+        };
+        match session.handle_key_rotation(now, p, rng, |ack| {
+            system_message(KEY_ROTATION_ACK, ack)
+                .to_string()
+                .into_bytes()
+        }) {
+            Ok(frame) => {
+                self.outputs.push_back(super::Output::SendBinary(frame));
+                self.push_event(Event::KeyRotated);
+            }
+            Err(e) => self.protocol_error(format!("key_rotation refused: {e}")),
+        }
+    }
+
     fn reply_pong(&mut self, now: Instant, server_timestamp: &Value) {
         let text = super::wire::pong(server_timestamp, self.wall(now));
-        self.outputs.push_back(super::Output::SendText(text));
+        self.push_text(text);
     }
 
     fn on_server_ready(&mut self, now: Instant, map: &Map<String, Value>) {

@@ -80,11 +80,12 @@ pub use reconnect::{ABSOLUTE_MAX_DELAY, ADAPTIVE_FLOOR_MAX, ReconnectPolicy, Rec
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use rand_chacha::ChaCha8Rng;
+use rand_chacha::{ChaCha8Rng, ChaCha20Rng};
 use rand_core::SeedableRng;
 use serde_json::Value;
 
 use crate::config::ConfigError;
+use crate::crypto::{ClientCryptoSession, EphemeralKeyPair};
 use crate::rand::Entropy;
 use crate::time::{Instant, WallClock};
 use dedup::IdWindow;
@@ -143,6 +144,12 @@ pub struct Client {
     /// Reconnect attempts scheduled since the last `Ready`.
     reconnect_attempts: u32,
     ever_ready: bool,
+    /// This connection's E2E session, once `server_hello` accepted our key.
+    crypto: Option<ClientCryptoSession>,
+    /// Our key pair for this connection's exchange, until `server_hello` answers.
+    pending_key: Option<EphemeralKeyPair>,
+    /// The CSPRNG for key pairs and IVs ([`Client::set_crypto_seed`]).
+    crypto_rng: Option<ChaCha20Rng>,
     stats: ClientStats,
 }
 
@@ -173,6 +180,9 @@ impl Client {
             connection_id: None,
             reconnect_attempts: 0,
             ever_ready: false,
+            crypto: None,
+            pending_key: None,
+            crypto_rng: None,
             stats: ClientStats::default(),
             config,
         })
@@ -276,7 +286,7 @@ impl Client {
                         last_rx,
                     };
                     let ping = wire::ping(self.wall(now));
-                    self.outputs.push_back(Output::SendText(ping));
+                    self.push_text(ping);
                 }
             }
             Phase::Backoff { until } => {
@@ -301,10 +311,24 @@ impl Client {
         }
     }
 
+    /// Seeds the generator for the E2E key pairs and IVs: 32 bytes from the OS in
+    /// production, from the seed in simulation. Without it `encryption` is not requested.
+    pub fn set_crypto_seed(&mut self, seed: [u8; 32]) {
+        self.crypto_rng = Some(ChaCha20Rng::from_seed(seed));
+    }
+
+    /// Whether this connection's traffic is end-to-end encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.crypto.is_some()
+    }
+
     /// The socket is open and the WebSocket handshake done: wait for `server_ready`.
     pub fn handle_connected(&mut self, now: Instant) {
         if self.phase == Phase::Connecting {
             self.connection_id = None;
+            // Every connection does its own exchange (UPSTREAM §4.1).
+            self.crypto = None;
+            self.pending_key = None;
             self.phase = Phase::AwaitingReady {
                 ready_deadline: now + self.config.ready_timeout,
                 last_rx: now,
@@ -379,7 +403,7 @@ impl Client {
         if matches!(self.phase, Phase::Ready { .. }) {
             let payload = wire::unsubscribe_payload(gone.iter().map(String::as_str));
             let text = self.envelope(now, "subscription_update", payload, None);
-            self.outputs.push_back(Output::SendText(text));
+            self.push_text(text);
         }
     }
 
@@ -407,7 +431,7 @@ impl Client {
             });
         }
         if ready {
-            self.outputs.push_back(Output::SendText(text));
+            self.push_text(text);
         } else {
             if self.offline.len() >= self.config.offline_queue {
                 self.offline.pop_front();
@@ -478,9 +502,22 @@ impl Client {
     /// `server_ready` arrived or the ready timeout passed: hello, subscription, offline queue,
     /// then the `Ready` event.
     fn become_ready(&mut self, now: Instant, last_rx: Instant) {
-        let hello =
-            wire::client_hello_payload(&self.config.client_version, self.connection_id.as_deref());
+        let key = match (self.config.encryption, self.crypto_rng.as_mut()) {
+            (true, Some(rng)) => {
+                let pair = EphemeralKeyPair::generate(rng);
+                let b64 = pair.public_key_b64();
+                self.pending_key = Some(pair);
+                Some(b64)
+            }
+            _ => None,
+        };
+        let hello = wire::client_hello_payload(
+            &self.config.client_version,
+            self.connection_id.as_deref(),
+            key.as_deref(),
+        );
         let text = self.envelope(now, "client_hello", hello, Some(wire::HELLO_PRIORITY));
+        // The hello itself travels in plaintext (the key does not exist yet).
         self.outputs.push_back(Output::SendText(text));
         if !self.subscribed.is_empty() {
             if self.ever_ready {
@@ -495,7 +532,7 @@ impl Client {
             self.send_subscription(now, &all);
         }
         self.outputs
-            .extend(self.offline.drain(..).map(Output::SendText));
+            .extend(self.offline.drain(..).map(Output::SendText)); // before the key: plain
         self.outputs.push_back(Output::Event(Event::Ready {
             connection_id: self.connection_id.clone(),
             reconnected: self.ever_ready,
@@ -523,7 +560,18 @@ impl Client {
             p.insert("presence".into(), data.clone());
         }
         let text = self.envelope(now, "subscription_update", payload, None);
-        self.outputs.push_back(Output::SendText(text));
+        self.push_text(text);
+    }
+
+    /// Queues an outgoing message: an `E:` record once the exchange happened, else text.
+    pub(super) fn push_text(&mut self, text: String) {
+        match (self.crypto.as_mut(), self.crypto_rng.as_mut()) {
+            (Some(session), Some(rng)) => {
+                let frame = session.encrypt(text.as_bytes(), rng);
+                self.outputs.push_back(Output::SendBinary(frame));
+            }
+            _ => self.outputs.push_back(Output::SendText(text)),
+        }
     }
 
     /// The connection (or the attempt) is gone without a terminal code: back off, or fail

@@ -18,6 +18,8 @@ pub enum Output {
     Connect,
     /// Write this text frame (in order).
     SendText(String),
+    /// Write this binary frame (in order): an `E:` record once encryption is on.
+    SendBinary(Vec<u8>),
     /// Send a Close frame with this code and reason and drop the socket. The machine already
     /// considers the connection gone: do not report this socket's end with `handle_closed`.
     Close {
@@ -98,6 +100,11 @@ pub enum Event {
         /// `p.message` (empty when absent).
         message: String,
     },
+    /// The end-to-end key exchange completed on this connection: from now on every frame both
+    /// ways is an `E:` record (keys rotate when the server starts a rotation).
+    Encrypted,
+    /// The server rotated this connection's key (the ack is on its way).
+    KeyRotated,
     /// A malformed frame from the server; it was otherwise ignored.
     ProtocolError(String),
 }

@@ -84,8 +84,12 @@ pub(super) fn envelope(out: Outgoing<'_>) -> String {
 /// The `client_hello` payload: the Python client's shape (UPSTREAM §2.5.1) with
 /// `encryption: false` and no key. The feature flags are the Python client's verbatim: no
 /// server reads any of them except `encryption`.
-pub(super) fn client_hello_payload(client_version: &str, connection_id: Option<&str>) -> Value {
-    json!({
+pub(super) fn client_hello_payload(
+    client_version: &str,
+    connection_id: Option<&str>,
+    encryption_public_key: Option<&str>,
+) -> Value {
+    let mut hello = json!({
         "client_version": client_version,
         "protocol_version": PROTOCOL_VERSION,
         "features": {
@@ -101,7 +105,13 @@ pub(super) fn client_hello_payload(client_version: &str, connection_id: Option<&
             "metrics": true,
         },
         "connection_id": connection_id,
-    })
+    });
+    if let Some(key) = encryption_public_key {
+        hello["features"]["encryption"] = Value::Bool(true);
+        hello["features"]["key_rotation"] = Value::Bool(true);
+        hello["encryption_public_key"] = Value::from(key);
+    }
+    hello
 }
 
 /// A `subscription_update` subscribe payload for `topics`. When any of them has a position in
