@@ -29,11 +29,13 @@
 //! | [`recovery`] | per-topic recovery rings: epochs, stamps, `since`, TTL, memory budget |
 //! | [`presence`] | presence as a CRDT (per-origin LWW registers, hybrid logical clock) |
 //! | [`client`] | the client machine: reconnect backoff, session handshake, recovery positions, dedup |
+//! | [`cluster`] | the peer protocol pieces: frame codec (zstd), circuit breaker, reconnect backoff, dead-letter queue |
 
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod crypto;
