@@ -16,8 +16,9 @@ use wse_runtime::standalone::app::{self, AppPolicy};
 const SECRET: &[u8] = b"rust-client-test-secret-of-32-bytes!";
 const WAIT: Duration = Duration::from_secs(10);
 
-async fn start() -> ServerHandle {
-    let config = ServerConfig {
+/// A JWT server with recovery and presence and the built-in client protocol; `f` adjusts it.
+async fn start_with(f: impl FnOnce(&mut ServerConfig)) -> ServerHandle {
+    let mut config = ServerConfig {
         port: 0,
         recovery_enabled: true,
         presence_enabled: true,
@@ -27,6 +28,7 @@ async fn start() -> ServerHandle {
         }),
         ..Default::default()
     };
+    f(&mut config);
     let server = ServerHandle::start(&config).await.unwrap();
     tokio::spawn(app::run((*server).clone(), AppPolicy::default()));
     server
@@ -81,7 +83,7 @@ fn n_of(event: &Event) -> Option<u64> {
 
 #[tokio::test]
 async fn the_rust_client_subscribes_receives_and_recovers_after_a_drop() {
-    let server = start().await;
+    let server = start_with(|_| {}).await;
     let mut c = connect(&server, "alice", &["room"]);
     until(&mut c, |e| {
         matches!(e, Event::SubscriptionAck { .. }).then_some(())
@@ -139,18 +141,7 @@ async fn the_rust_client_subscribes_receives_and_recovers_after_a_drop() {
 
 #[tokio::test]
 async fn an_encrypted_rust_client_exchanges_keys_and_follows_rotations() {
-    let config = ServerConfig {
-        port: 0,
-        recovery_enabled: true,
-        key_rotation_interval_secs: 1,
-        jwt: Some(JwtSettings {
-            secret: SECRET.to_vec(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let server = ServerHandle::start(&config).await.unwrap();
-    tokio::spawn(app::run((*server).clone(), AppPolicy::default()));
+    let server = start_with(|c| c.key_rotation_interval_secs = 1).await;
     let addr = server.local_addr().to_string();
     let mut options = ClientOptions::new(format!("ws://{addr}/wse"));
     options.token = Some(token("bob"));
