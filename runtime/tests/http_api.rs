@@ -11,13 +11,12 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use wse_core::ConnId;
 use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 use wse_runtime::standalone::http_api::{ApiOptions, ApiService};
 
-use support::{Ws, next};
+use support::{Ws, connect, next};
 
 const KEY: &str = "test-api-key-0123456789";
 const SECRET: &[u8] = b"http-api-test-secret-of-32-bytes-or-more";
@@ -186,21 +185,6 @@ async fn post(server: &ServerHandle, path: &str, body: &Value) -> Reply {
 }
 
 // ----- WebSocket clients ---------------------------------------------------------------------
-
-async fn connect(server: &ServerHandle, cookie_token: Option<&str>) -> Ws {
-    let mut req = format!("ws://{}/wse", server.local_addr())
-        .into_client_request()
-        .unwrap();
-    if let Some(t) = cookie_token {
-        req.headers_mut()
-            .insert("Cookie", format!("access_token={t}").parse().unwrap());
-    }
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-        .await
-        .unwrap()
-        .unwrap();
-    ws
-}
 
 async fn next_json(ws: &mut Ws) -> Value {
     match next(ws).await {

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use wse_core::config::{JwtSettings, ServerConfig};
 use wse_runtime::server::{ServerEvent, ServerHandle};
 
-use support::{Ws, next};
+use support::{Ws, connect, next};
 
 const SECRET: &[u8] = b"integration-test-secret-of-32-bytes-or-more";
 const WAIT: Duration = Duration::from_secs(5);
@@ -36,21 +36,6 @@ fn jwt(c: &mut ServerConfig) {
 
 fn token(sub: &str) -> String {
     support::hs256_token(SECRET, sub, None)
-}
-
-async fn connect(server: &ServerHandle, cookie_token: Option<&str>) -> Ws {
-    let mut req = format!("ws://{}/wse", server.local_addr())
-        .into_client_request()
-        .unwrap();
-    if let Some(t) = cookie_token {
-        req.headers_mut()
-            .insert("Cookie", format!("access_token={t}").parse().unwrap());
-    }
-    let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(req))
-        .await
-        .unwrap()
-        .unwrap();
-    ws
 }
 
 async fn next_json(ws: &mut Ws) -> Value {

@@ -42,3 +42,29 @@ pub(crate) async fn next(ws: &mut Ws) -> tokio_tungstenite::tungstenite::Message
         .expect("open")
         .expect("valid")
 }
+
+/// A WebSocket client to `server`, with the token as the `access_token` cookie when given.
+#[allow(dead_code)] // not every suite that includes this module connects this way
+pub(crate) async fn connect(
+    server: &wse_runtime::server::ServerHandle,
+    cookie_token: Option<&str>,
+) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/wse", server.local_addr())
+        .into_client_request()
+        .expect("a valid URL");
+    if let Some(t) = cookie_token {
+        req.headers_mut().insert(
+            "Cookie",
+            format!("access_token={t}").parse().expect("a valid header"),
+        );
+    }
+    let (ws, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio_tungstenite::connect_async(req),
+    )
+    .await
+    .expect("connected in time")
+    .expect("upgraded");
+    ws
+}
