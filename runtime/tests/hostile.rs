@@ -450,12 +450,22 @@ async fn frame_violations_and_garbage_after_the_upgrade_close_with_their_codes()
         );
         assert_eq!(u16::from_be_bytes([close[2], close[3]]), code);
     }
-    let pipelined = h.with_events(|evs| {
-        evs.iter()
-            .filter(|e| matches!(e, ServerEvent::Raw(_, t) if t == "pipelined"))
-            .count()
-    });
-    assert_eq!(pipelined, 1, "the valid pipelined message was delivered");
+    // The event log is filled by a background consumer: the close can reach us before the
+    // event reaches the log, so wait for it, then check it came exactly once.
+    let pipelined = |h: &Harness| {
+        h.with_events(|evs| {
+            evs.iter()
+                .filter(|e| matches!(e, ServerEvent::Raw(_, t) if t == "pipelined"))
+                .count()
+        })
+    };
+    h.wait_until("the pipelined message's event", WAIT, |h| pipelined(h) >= 1)
+        .await;
+    assert_eq!(
+        pipelined(&h),
+        1,
+        "the valid pipelined message was delivered once"
+    );
 
     // Controls: what a correct client may do is not refused.
     let mut ok = RawWs::connect(h.addr(), &tag_header("frame-controls")).await;
