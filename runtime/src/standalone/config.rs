@@ -8,10 +8,11 @@
 //!
 //! One [`Options`] struct is all three layers' schema: clap parses the flags into it, serde the
 //! TOML table, and each `WSE_*` variable is parsed by clap as the matching flag, so a value means
-//! the same wherever it is written. Secrets (JWT secret, previous secret, private key, API key)
-//! are never flag values: they come from `WSE_JWT_SECRET`, `WSE_JWT_PREVIOUS_SECRET`,
-//! `WSE_JWT_PRIVATE_KEY`, `WSE_API_KEY`, or from files (`--jwt-secret-file`, TOML
-//! `jwt_secret_file`, `WSE_JWT_SECRET_FILE`, …), so they stay out of `ps` and shell history.
+//! the same wherever it is written. Secrets (JWT secret, previous secret, private key, API key,
+//! signing secret) are never flag values: they come from `WSE_JWT_SECRET`,
+//! `WSE_JWT_PREVIOUS_SECRET`, `WSE_JWT_PRIVATE_KEY`, `WSE_API_KEY`, `WSE_SIGNING_SECRET`, or from
+//! files (`--jwt-secret-file`, TOML `jwt_secret_file`, `WSE_JWT_SECRET_FILE`, …), so they stay
+//! out of `ps` and shell history.
 //!
 //! Without a JWT secret a random 32-byte development secret is generated (HS256 only), and
 //! without an API key a random one; [`Loaded`] says which, so the binary can announce them. The
@@ -64,10 +65,14 @@ pub struct StandaloneConfig {
 }
 
 impl fmt::Debug for StandaloneConfig {
-    // The API key never reaches logs.
+    // The API key and the signing secret never reach logs (`ServerConfig`'s own `Debug` would
+    // print the signing secret's bytes, so it is shown without it).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut server = self.server.clone();
+        let signing_secret = server.signing_secret.take().map(|_| "<set>");
         f.debug_struct("StandaloneConfig")
-            .field("server", &self.server)
+            .field("server", &server)
+            .field("signing_secret", &signing_secret)
             .field("api_key", &self.api_key.as_ref().map(|_| "<set>"))
             .field("client_publish", &self.client_publish)
             .field("default_allow", &self.default_allow)
@@ -115,10 +120,10 @@ impl StandaloneDefaults {
                   like the options, e.g. max_connections = 5000) and from the environment \
                   (WSE_<OPTION>, e.g. WSE_MAX_CONNECTIONS; lists comma-separated). Precedence: \
                   defaults < file < environment < flags.\n\nSecrets are never flag values: \
-                  WSE_JWT_SECRET, WSE_JWT_PREVIOUS_SECRET, WSE_JWT_PRIVATE_KEY, WSE_API_KEY, or \
-                  the *_file options. Without a JWT secret a development secret is generated \
-                  (tokens die with the process); without an API key one is generated and \
-                  printed."
+                  WSE_JWT_SECRET, WSE_JWT_PREVIOUS_SECRET, WSE_JWT_PRIVATE_KEY, WSE_API_KEY, \
+                  WSE_SIGNING_SECRET, or the *_file options. Without a JWT secret a development \
+                  secret is generated (tokens die with the process); without an API key one is \
+                  generated and printed."
 )]
 pub struct Cli {
     /// TOML configuration file [env: WSE_CONFIG]
@@ -154,6 +159,14 @@ pub struct Cli {
     /// Refused: secrets are not flag values.
     #[arg(long = "api-key", global = true, hide = true, value_name = "REFUSED")]
     pub refused_api_key: Option<String>,
+    /// Refused: secrets are not flag values.
+    #[arg(
+        long = "signing-secret",
+        global = true,
+        hide = true,
+        value_name = "REFUSED"
+    )]
+    pub refused_signing_secret: Option<String>,
     /// What to do; `serve` when absent.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -289,6 +302,14 @@ pub struct Options {
     /// E2E key rotation interval for clients that negotiate it, seconds; 0 disables [default: 3600]
     #[arg(long, global = true, value_name = "SECS")]
     pub key_rotation_interval_secs: Option<u64>,
+    /// Event types the server signs with a `sig` field (docs/encryption.md §6), comma-separated;
+    /// in wse its replies subscription_update and error [default: none]
+    #[arg(long, global = true, value_name = "TYPES", value_delimiter = ',')]
+    pub signed_event_types: Option<Vec<String>>,
+    /// File holding the HMAC signing secret, at least 32 bytes (or WSE_SIGNING_SECRET); without
+    /// one only encrypted connections get signatures, with their session's key
+    #[arg(long, global = true, value_name = "PATH")]
+    pub signing_secret_file: Option<PathBuf>,
     /// File holding the HTTP API key (or WSE_API_KEY); generated and printed when absent
     #[arg(long, global = true, value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
@@ -427,13 +448,14 @@ pub fn option_names() -> Vec<OptionName> {
 }
 
 /// Variables read besides `WSE_<OPTION>`: the file, the log alias, and the secrets.
-pub const EXTRA_ENV: [&str; 6] = [
+pub const EXTRA_ENV: [&str; 7] = [
     "WSE_CONFIG",
     "WSE_LOG",
     "WSE_JWT_SECRET",
     "WSE_JWT_PREVIOUS_SECRET",
     "WSE_JWT_PRIVATE_KEY",
     "WSE_API_KEY",
+    "WSE_SIGNING_SECRET",
 ];
 
 /// The process's `WSE_*` variables. A non-UTF-8 value is an error naming the variable.
@@ -492,6 +514,7 @@ pub fn options_from_toml_file(path: &Path) -> Result<Options, LoadError> {
         &mut options.jwt_previous_secret_file,
         &mut options.jwt_private_key_file,
         &mut options.api_key_file,
+        &mut options.signing_secret_file,
     ] {
         if let Some(f) = file.as_mut().filter(|f| f.is_relative()) {
             *f = base.join(&*f);
@@ -596,6 +619,8 @@ impl Options {
             key_rotation_interval_secs: higher
                 .key_rotation_interval_secs
                 .or(self.key_rotation_interval_secs),
+            signed_event_types: higher.signed_event_types.or(self.signed_event_types),
+            signing_secret_file: higher.signing_secret_file.or(self.signing_secret_file),
             api_key_file: higher.api_key_file.or(self.api_key_file),
             client_publish: higher.client_publish.or(self.client_publish),
             default_allow: higher.default_allow.or(self.default_allow),
@@ -653,6 +678,7 @@ struct Secrets {
     jwt_previous_secret: Option<Secret>,
     jwt_private_key: Option<Secret>,
     api_key: Option<Secret>,
+    signing_secret: Option<Secret>,
 }
 
 impl Secrets {
@@ -664,6 +690,7 @@ impl Secrets {
             jwt_previous_secret: file("jwt_previous_secret_file", &o.jwt_previous_secret_file),
             jwt_private_key: file("jwt_private_key_file", &o.jwt_private_key_file),
             api_key: file("api_key_file", &o.api_key_file),
+            signing_secret: file("signing_secret_file", &o.signing_secret_file),
         }
     }
 
@@ -683,6 +710,7 @@ impl Secrets {
             jwt_previous_secret: pick("WSE_JWT_PREVIOUS_SECRET", files.jwt_previous_secret)?,
             jwt_private_key: pick("WSE_JWT_PRIVATE_KEY", files.jwt_private_key)?,
             api_key: pick("WSE_API_KEY", files.api_key)?,
+            signing_secret: pick("WSE_SIGNING_SECRET", files.signing_secret)?,
         })
     }
 
@@ -692,6 +720,7 @@ impl Secrets {
             jwt_previous_secret: higher.jwt_previous_secret.or(self.jwt_previous_secret),
             jwt_private_key: higher.jwt_private_key.or(self.jwt_private_key),
             api_key: higher.api_key.or(self.api_key),
+            signing_secret: higher.signing_secret.or(self.signing_secret),
         }
     }
 }
@@ -718,6 +747,11 @@ fn refuse_secret_flags(cli: &Cli) -> Result<(), LoadError> {
             &cli.refused_api_key,
             "WSE_API_KEY or --api-key-file",
         ),
+        (
+            "--signing-secret",
+            &cli.refused_signing_secret,
+            "WSE_SIGNING_SECRET or --signing-secret-file",
+        ),
     ];
     for (flag, value, instead) in refused {
         if value.is_some() {
@@ -740,6 +774,7 @@ fn inline_secret_hint(key: &str) -> Option<&'static str> {
         "jwt_previous_secret" => Some("use jwt_previous_secret_file or WSE_JWT_PREVIOUS_SECRET"),
         "jwt_private_key" => Some("use jwt_private_key_file or WSE_JWT_PRIVATE_KEY"),
         "api_key" => Some("use api_key_file or WSE_API_KEY"),
+        "signing_secret" => Some("use signing_secret_file or WSE_SIGNING_SECRET"),
         _ => None,
     }
 }
@@ -808,10 +843,12 @@ fn resolve(o: Options, secrets: &Secrets) -> Result<Loaded, LoadError> {
         key_rotation_interval_secs: o
             .key_rotation_interval_secs
             .unwrap_or(d.key_rotation_interval_secs),
-        // Signing applies to `send_event`, which only embedding applications call; the binary
-        // sends no event types worth signing (its acks and errors), so it has no option yet.
-        signed_event_types: Vec::new(),
-        signing_secret: None,
+        // Signing applies to `send_event`: in `wse`, its own `subscription_update` and `error`
+        // replies (HTTP publishes are topic broadcasts, which are never signed).
+        signed_event_types: o
+            .signed_event_types
+            .map_or(d.signed_event_types, without_empty),
+        signing_secret: read(&secrets.signing_secret, "signing_secret")?,
     };
     ConnSettings::from_config(&server)
         .map_err(|e| LoadError::invalid(option_of_core_field(e.field), e.reason))?;

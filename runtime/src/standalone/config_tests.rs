@@ -7,6 +7,7 @@ use wse_core::config::{JwtAlgorithm, ServerConfig};
 use super::*;
 
 const SECRET: &str = "config-test-secret-of-32-bytes-or-more";
+const SIGNING_SECRET: &str = "signing-secret-for-tests-of-32-bytes!";
 
 fn cli(args: &[&str]) -> Cli {
     let mut argv = vec!["wse"];
@@ -142,6 +143,7 @@ fn secrets_are_never_accepted_as_flag_values() {
         "--jwt-previous-secret",
         "--jwt-private-key",
         "--api-key",
+        "--signing-secret",
     ] {
         for args in [vec![flag, SECRET], vec!["serve", flag, SECRET]] {
             let err = load(&cli(&args), &env(&[])).unwrap_err();
@@ -149,7 +151,12 @@ fn secrets_are_never_accepted_as_flag_values() {
         }
     }
     let help = Cli::command_with_env().render_long_help().to_string();
-    for refused in ["--jwt-secret ", "--api-key ", "REFUSED"] {
+    for refused in [
+        "--jwt-secret ",
+        "--api-key ",
+        "--signing-secret ",
+        "REFUSED",
+    ] {
         assert!(!help.contains(refused), "{refused} in help");
     }
 }
@@ -161,6 +168,7 @@ fn secrets_are_not_written_inline_in_the_toml_file() {
         "jwt_previous_secret",
         "jwt_private_key",
         "api_key",
+        "signing_secret",
     ] {
         let err = options_from_toml(&format!("{key} = \"{SECRET}\"")).unwrap_err();
         assert!(err.contains(&format!("`{key}`")), "{err}");
@@ -195,6 +203,7 @@ fn every_option(dir: &std::path::Path) -> Vec<(&'static str, String, String)> {
         "previous-secret-of-32-bytes-or-more!!",
     );
     let api_key = write(dir, "api.key", "an-api-key-for-tests-0123456789");
+    let signing = write(dir, "signing.secret", &format!("{SIGNING_SECRET}\n"));
     let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
     let s = |v: &str| v.to_owned();
     let q = |v: &str| format!("{v:?}");
@@ -241,6 +250,12 @@ fn every_option(dir: &std::path::Path) -> Vec<(&'static str, String, String)> {
         ("inbound_rate_grace_ms", s("28"), s("28")),
         ("send_dedup_window", s("29"), s("29")),
         ("key_rotation_interval_secs", s("30"), s("30")),
+        (
+            "signed_event_types",
+            s("subscription_update,error"),
+            s(r#"["subscription_update", "error"]"#),
+        ),
+        ("signing_secret_file", path(&signing), q(&path(&signing))),
         ("api_key_file", path(&api_key), q(&path(&api_key))),
         ("client_publish", s("true"), s("true")),
         (
@@ -300,8 +315,8 @@ fn expect_every_option(loaded: &Loaded) {
         inbound_rate_grace_ms: 28,
         send_dedup_window: 29,
         key_rotation_interval_secs: 30,
-        signed_event_types: Vec::new(),
-        signing_secret: None,
+        signed_event_types: vec!["subscription_update".into(), "error".into()],
+        signing_secret: Some(SIGNING_SECRET.as_bytes().to_vec()),
     };
     assert_eq!(c.server, want);
     assert_eq!(
@@ -379,6 +394,7 @@ fn help_documents_every_option_with_its_environment_variable() {
     }
     assert!(help.contains("--config"));
     assert!(help.contains("WSE_JWT_SECRET"));
+    assert!(help.contains("WSE_SIGNING_SECRET"));
 }
 
 #[test]
@@ -433,6 +449,8 @@ fn invalid_values_name_the_option_or_the_variable() {
     }
     let err = load(&cli(&[]), &env(&[("WSE_JWT_SECRET", "short")])).unwrap_err();
     assert!(err.to_string().starts_with("jwt_secret: "), "{err}");
+    let err = load(&cli(&[]), &env(&[("WSE_SIGNING_SECRET", "short")])).unwrap_err();
+    assert!(err.to_string().starts_with("signing_secret: "), "{err}");
     let err = load(&cli(&[]), &env(&[("WSE_API_KEY", "short")])).unwrap_err();
     assert_eq!(invalid_option(err), "api_key");
     let err = load(
@@ -532,15 +550,65 @@ fn the_token_subcommand_parses_its_claims_and_serve_is_the_default() {
 }
 
 #[test]
-fn debug_output_hides_the_api_key_and_the_jwt_secret() {
+fn debug_output_hides_the_api_key_and_the_secrets() {
     let loaded = load_ok(
         &cli(&[]),
         &env(&[
             ("WSE_API_KEY", "api-key-that-must-stay-hidden"),
             ("WSE_JWT_SECRET", SECRET),
+            ("WSE_SIGNING_SECRET", SIGNING_SECRET),
         ]),
     );
     let shown = format!("{:?}", loaded.config);
     assert!(!shown.contains("must-stay-hidden"), "{shown}");
     assert!(!shown.contains("config-test-secret"), "{shown}");
+    // `ServerConfig`'s own `Debug` prints the signing secret as a byte list.
+    let bytes = format!("{:?}", SIGNING_SECRET.as_bytes());
+    let bytes = bytes.trim_matches(|c| c == '[' || c == ']');
+    assert!(!shown.contains(bytes), "{shown}");
+    assert!(shown.contains("signing_secret: Some(\"<set>\")"), "{shown}");
+}
+
+#[test]
+fn the_signing_secret_comes_from_its_variable_or_a_file_and_signing_is_off_by_default() {
+    let c = load_ok(&cli(&[]), &env(&[])).config;
+    assert!(c.server.signed_event_types.is_empty() && c.server.signing_secret.is_none());
+    let c = load_ok(
+        &cli(&[]),
+        &env(&[
+            ("WSE_SIGNED_EVENT_TYPES", "subscription_update, error"),
+            ("WSE_SIGNING_SECRET", SIGNING_SECRET),
+        ]),
+    )
+    .config;
+    assert_eq!(
+        c.server.signed_event_types,
+        ["subscription_update", "error"]
+    );
+    assert_eq!(
+        c.server.signing_secret.as_deref(),
+        Some(SIGNING_SECRET.as_bytes())
+    );
+    let err = load(
+        &cli(&[]),
+        &env(&[
+            ("WSE_SIGNING_SECRET", SIGNING_SECRET),
+            ("WSE_SIGNING_SECRET_FILE", "/tmp/x"),
+        ]),
+    )
+    .unwrap_err();
+    assert_eq!(invalid_option(err), "WSE_SIGNING_SECRET");
+    // A relative file in the TOML file is relative to it.
+    let dir = temp_dir("signing");
+    write(&dir, "signing.secret", SIGNING_SECRET);
+    let path = write(
+        &dir,
+        "wse.toml",
+        "signing_secret_file = \"signing.secret\"\n",
+    );
+    let c = load_ok(&cli(&["--config", path.to_str().unwrap()]), &env(&[])).config;
+    assert_eq!(
+        c.server.signing_secret.as_deref(),
+        Some(SIGNING_SECRET.as_bytes())
+    );
 }

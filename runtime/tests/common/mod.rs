@@ -1,4 +1,5 @@
-//! Shared by the interop suites: the Python interpreter that has the published client.
+//! Shared by the suites that run the published Python client (the interop suites, and
+//! `wse_bin.rs` for the README's flow): the interpreter that has it.
 //!
 //! `$WSE_INTEROP_PYTHON` if set (an interpreter that already has `wse-client[msgpack]` and
 //! `pytest`); otherwise a virtualenv is created once under `target/interop-venv` and the pinned
