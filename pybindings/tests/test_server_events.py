@@ -117,17 +117,29 @@ def test_inbound_queue_depth_counts_waiting_events(make_server):
     run(go())
 
 
-def test_a_full_inbound_queue_drops_and_counts(make_server):
+def test_a_full_inbound_queue_stops_reading_and_loses_nothing(make_server):
+    """Back-pressure: with the queue full the server stops reading the socket (TCP holds the
+    rest), nothing is dropped, and every message arrives once the application drains."""
     server = make_server(max_inbound_queue_size=4)
 
     async def go():
         ws = await connect(server)  # connect event takes one slot
-        for _ in range(10):
-            await ws.send('{"t":"x"}')
+        for i in range(10):
+            await ws.send(f'{{"t":"x","p":{{"i":{i}}}}}')
         await asyncio.sleep(0.3)
         assert server.inbound_queue_depth() == 4
-        assert server.inbound_dropped_count() == 7
-        assert server.health_snapshot()["inbound_dropped"] == 7
+        assert server.inbound_dropped_count() == 0
+        seen = []
+        for _ in range(50):
+            for kind, _, value in server.drain_inbound(100, 20):
+                if kind == "msg":
+                    seen.append(value["p"]["i"])
+            if len(seen) == 10:
+                break
+            await asyncio.sleep(0.02)
+        assert seen == list(range(10))
+        assert server.inbound_dropped_count() == 0
+        assert server.health_snapshot()["inbound_dropped"] == 0
         await ws.close()
 
     run(go())

@@ -1095,16 +1095,28 @@ async fn serve<S>(
         buf.reserve(READ_CHUNK - buf.len());
     }
     // Frames already read with the upgrade request.
-    let mut ended = !feed(&shared, &peer, &mut decoder, &mut buf);
+    let mut fed = feed(&shared, &peer, &mut decoder, &mut buf);
+    let mut ended = fed == Fed::Ended;
     while !ended && !peer.terminated.load(Ordering::SeqCst) {
         let deadline = lock(&peer.machine).poll_timeout();
         let Some(deadline) = deadline else { break };
         let sleep_until = shared.origin + Duration::from_micros(deadline.as_micros());
+        // Inbound back-pressure (event_queue.rs): while the application's queue is full, the
+        // socket is not read and TCP slows the client down. Timers and wakes still run.
+        let room_freed = shared.events.room_freed();
+        let room = shared.events.has_room();
+        if room && fed == Fed::Paused {
+            // Frames read before the queue filled come first, before any new read.
+            fed = feed(&shared, &peer, &mut decoder, &mut buf);
+            ended = fed == Fed::Ended;
+            continue;
+        }
         tokio::select! {
             biased;
             () = shared.cancel.cancelled() => peer.terminated.store(true, Ordering::SeqCst),
             () = peer.wake.notified() => {}
-            read = rd.read_buf(&mut buf) => match read {
+            () = room_freed, if !room => {}
+            read = rd.read_buf(&mut buf), if room => match read {
                 Ok(0) | Err(_) => {
                     let (now, _) = shared.now();
                     lock(&peer.machine).handle_transport_closed(now);
@@ -1112,7 +1124,8 @@ async fn serve<S>(
                 }
                 Ok(n) => {
                     shared.counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                    ended = !feed(&shared, &peer, &mut decoder, &mut buf);
+                    fed = feed(&shared, &peer, &mut decoder, &mut buf);
+                    ended = fed == Fed::Ended;
                 }
             },
             () = tokio::time::sleep_until(sleep_until) => {
@@ -1141,15 +1154,29 @@ async fn serve<S>(
     }
 }
 
-/// Decodes every complete frame in `buf` into the machine. Returns false once the connection
-/// is over (peer Close, framing error).
-fn feed(shared: &Shared, peer: &Peer, decoder: &mut FrameDecoder, buf: &mut BytesMut) -> bool {
+/// How [`feed`] stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fed {
+    /// Every complete frame was handled: read more.
+    All,
+    /// The application's event queue is full: frames wait in the buffer (back-pressure).
+    Paused,
+    /// The connection is over (peer Close, framing error).
+    Ended,
+}
+
+/// Decodes the complete frames in `buf` into the machine, one at a time, and stops early while
+/// the application's event queue has no room (so a frame is never read only to be dropped).
+fn feed(shared: &Shared, peer: &Peer, decoder: &mut FrameDecoder, buf: &mut BytesMut) -> Fed {
     loop {
+        if !shared.events.has_room() {
+            return Fed::Paused;
+        }
         let decoded = decoder.decode(buf);
         let (now, wall) = shared.now();
         let mut m = lock(&peer.machine);
         let alive = match decoded {
-            Ok(None) => return true,
+            Ok(None) => return Fed::All,
             Ok(Some(Inbound::Text(t))) => {
                 m.handle_text(now, wall, &t);
                 true
@@ -1198,7 +1225,7 @@ fn feed(shared: &Shared, peer: &Peer, decoder: &mut FrameDecoder, buf: &mut Byte
         };
         shared.route(peer, &mut m);
         if !alive {
-            return false;
+            return Fed::Ended;
         }
     }
 }

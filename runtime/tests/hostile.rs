@@ -1242,11 +1242,13 @@ async fn binary_bombs_are_capped_or_delivered_as_bin_without_large_allocation() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_messages_nobody_consumes_are_bounded_in_bytes_not_only_in_events() {
+async fn large_messages_nobody_consumes_are_held_back_by_tcp_bounded_in_bytes_and_never_lost() {
     let _alone = harness::measuring_memory().await;
     // The application is slow (nobody takes events) while one client sends 1 MiB messages —
     // well within max_message_size and the inbound rate limit. The event queue holds 131 072
-    // events; it must not hold 131 072 MiB.
+    // events; it must not hold 131 072 MiB. Nor may it drop them: once its byte budget is
+    // nearly used the server stops reading the socket (back-pressure), and resumes when the
+    // application catches up.
     const MESSAGE: usize = 1 << 20; // the default max_message_size
     const MESSAGES: usize = 256;
     let h = Harness::start_unconsumed(|_| {}).await;
@@ -1257,43 +1259,76 @@ async fn large_messages_nobody_consumes_are_bounded_in_bytes_not_only_in_events(
     let rss_before = harness::rss_bytes();
     harness::reset_peak_rss();
 
-    // An all-zero mask keeps the client cheap; the server unmasks all the same.
+    // An all-zero mask keeps the client cheap; the server unmasks all the same. The sends
+    // block once TCP's buffers are full, so they run on their own task.
     let frame = client_frame(true, 0, OP_BINARY, &vec![0xab; MESSAGE], Some([0; 4]), None);
-    for _ in 0..MESSAGES {
-        hoarder.send(&frame).await.expect("sent");
+    let sender = tokio::spawn(async move {
+        for _ in 0..MESSAGES {
+            hoarder.send(&frame).await.expect("sent");
+        }
+        hoarder
+    });
+    // Until the server stops reading: the received count holds still for a while.
+    let received = || {
+        let metrics = h.server.prometheus_metrics();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("wse_messages_received_total "))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
+    };
+    let mut last = (usize::MAX, tokio::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = received();
+        if now != last.0 {
+            last = (now, tokio::time::Instant::now());
+        } else if last.1.elapsed() > Duration::from_millis(500) {
+            break;
+        }
     }
-    let received = format!("\nwse_messages_received_total {MESSAGES}\n");
-    h.wait_until("every message read", Duration::from_secs(30), |h| {
-        h.server.prometheus_metrics().contains(&received)
-    })
-    .await;
     let peak = harness::peak_rss_bytes();
     report(
-        &format!("{MESSAGES} MiB of unconsumed events"),
+        &format!("{MESSAGES} MiB sent to an application that does not consume"),
         rss_before,
         peak,
     );
     assert!(
-        h.server.inbound_dropped() > 0,
-        "the queue refused some of them"
+        last.0 < MESSAGES,
+        "the server read everything ({}) instead of pushing back",
+        last.0
     );
+    assert!(last.0 >= 1, "nothing was read at all");
+    assert_eq!(h.server.inbound_dropped(), 0, "back-pressure, not drops");
     assert!(
         peak < rss_before + INBOUND_QUEUE_BUDGET + MEMORY_SLACK,
         "the queue held more than its byte budget"
     );
-
-    // The application catches up: what was kept is bounded, and the hoarder is still open.
-    h.pull().await;
-    let kept: usize = data_events(&h, id)
-        .iter()
-        .map(|e| match e {
-            ServerEvent::Bin(_, b) => b.len(),
-            other => panic!("only binary from the hoarder: {other:?}"),
-        })
-        .sum();
-    assert!(kept as u64 <= INBOUND_QUEUE_BUDGET, "{kept} bytes kept");
-    assert!(kept >= MESSAGE, "not everything dropped");
     assert!(h.server.connections().contains(&id));
+
+    // The application catches up: every message arrives, whole and once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut kept = 0usize;
+    while kept < MESSAGES * MESSAGE {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {kept} bytes arrived"
+        );
+        h.pull().await;
+        kept = data_events(&h, id)
+            .iter()
+            .map(|e| match e {
+                ServerEvent::Bin(_, b) => b.len(),
+                other => panic!("only binary from the hoarder: {other:?}"),
+            })
+            .sum();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(kept, MESSAGES * MESSAGE);
+    assert_eq!(h.server.inbound_dropped(), 0);
+    let mut hoarder = sender
+        .await
+        .expect("the sender finished once the server read on");
     hoarder
         .send(&masked(OP_CLOSE, &NORMAL.to_be_bytes()))
         .await

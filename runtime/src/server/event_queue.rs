@@ -8,12 +8,20 @@
 //! that finds the queue full. Lifecycle events (connect, disconnect, presence) are charged but
 //! never refused for bytes: the application must not miss a `Disconnect` because of someone
 //! else's payloads. An event is uncharged when the application takes it.
+//!
+//! **Back-pressure first.** Dropping is the last resort: a connection reads its socket only
+//! while the queue has room ([`EventSender::has_room`]: more than [`reserve`] free slots and
+//! the byte budget less than 15/16 used), and otherwise waits for the application to take
+//! events ([`EventSender::room_freed`]), so a client sending faster than the application
+//! consumes is slowed by TCP instead of losing messages. Only what is already read when the
+//! queue fills (at most one read buffer per connection, against the reserve) can still be
+//! refused, and is counted.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, futures::Notified, mpsc};
 
 use super::ServerEvent;
 
@@ -43,6 +51,8 @@ pub(super) struct EventSender {
     tx: mpsc::Sender<Queued>,
     bytes: Arc<AtomicUsize>,
     budget: usize,
+    reserve: usize,
+    room: Arc<Notify>,
 }
 
 /// The application's side of the queue.
@@ -50,18 +60,42 @@ pub(super) struct EventSender {
 pub(super) struct EventReceiver {
     rx: mpsc::Receiver<Queued>,
     bytes: Arc<AtomicUsize>,
+    reserve: usize,
+    room: Arc<Notify>,
+}
+
+impl Drop for EventReceiver {
+    fn drop(&mut self) {
+        // Nobody will take events any more: no reader may keep waiting for room.
+        self.room.notify_waiters();
+    }
+}
+
+/// Free slots kept for what connections have already read when the queue fills, and for
+/// lifecycle events: a sixteenth of the queue.
+fn reserve(max_events: usize) -> usize {
+    max_events / 16
 }
 
 /// A queue of at most `max_events` events and [`inbound_queue_budget`] bytes of data events.
 pub(super) fn channel(max_events: usize, max_message_size: usize) -> (EventSender, EventReceiver) {
     let (tx, rx) = mpsc::channel(max_events);
     let bytes = Arc::new(AtomicUsize::new(0));
+    let room = Arc::new(Notify::new());
     let sender = EventSender {
         tx,
         bytes: Arc::clone(&bytes),
         budget: inbound_queue_budget(max_message_size),
+        reserve: reserve(max_events),
+        room: Arc::clone(&room),
     };
-    (sender, EventReceiver { rx, bytes })
+    let receiver = EventReceiver {
+        rx,
+        bytes,
+        reserve: reserve(max_events),
+        room,
+    };
+    (sender, receiver)
 }
 
 impl EventSender {
@@ -83,6 +117,20 @@ impl EventSender {
         false
     }
 
+    /// Whether connections may read more input: more than the reserve free, the byte budget
+    /// under 15/16 used, or nobody left to consume (then reading on lets connections end).
+    pub(super) fn has_room(&self) -> bool {
+        self.tx.is_closed()
+            || (self.tx.capacity() > self.reserve
+                && self.bytes.load(Ordering::Acquire) <= self.budget - self.budget / 16)
+    }
+
+    /// Completes after the application next takes events. Create it **before** checking
+    /// [`EventSender::has_room`]: a wake-up between the check and the wait is then not lost.
+    pub(super) fn room_freed(&self) -> Notified<'_> {
+        self.room.notified()
+    }
+
     /// The most events the queue holds.
     pub(super) fn max_capacity(&self) -> usize {
         self.tx.max_capacity()
@@ -100,10 +148,20 @@ impl EventReceiver {
         queued.event
     }
 
+    /// Wakes connections waiting for room, once there is room again (not on every event
+    /// while the queue stays full: the waiters would wake only to wait again).
+    fn freed(&self) {
+        if self.rx.capacity() > self.reserve {
+            self.room.notify_waiters();
+        }
+    }
+
     /// The next event; `None` once the server is gone and the queue is empty.
     pub(super) async fn recv(&mut self) -> Option<ServerEvent> {
         let queued = self.rx.recv().await?;
-        Some(self.take(queued))
+        let event = self.take(queued);
+        self.freed();
+        Some(event)
     }
 
     /// Waits for the first event, then appends up to `max` that are queued to `out`.
@@ -111,13 +169,16 @@ impl EventReceiver {
         let mut batch = Vec::new();
         let n = self.rx.recv_many(&mut batch, max).await;
         out.extend(batch.into_iter().map(|q| self.take(q)));
+        self.freed();
         n
     }
 
     /// [`EventReceiver::recv`] for a thread outside the runtime.
     pub(super) fn blocking_recv(&mut self) -> Option<ServerEvent> {
         let queued = self.rx.blocking_recv()?;
-        Some(self.take(queued))
+        let event = self.take(queued);
+        self.freed();
+        Some(event)
     }
 }
 
