@@ -16,6 +16,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// mimalloc: events are allocated on the runtime's threads and freed on another (Python's), a
+/// pattern on which glibc malloc's arena locks showed in profiles (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 use wse_loadgen::conn::{Target, raise_file_limit};

@@ -156,7 +156,13 @@ pub async fn handshake(
     let concurrency = concurrency.clamp(1, total.max(1));
     let scenario = scenario!("HandshakeStorm")
         .register_transaction(Transaction::new(connect_close).set_name("connect_close"));
+    // The server's pid, for its CPU time over the storm.
+    let (mut ctl, stats) = control_conn(common).await?;
+    let pid = pid_of(&stats);
+    let cpu0 = procfs::cpu_seconds(pid);
     let metrics = attack(common, scenario, concurrency, total.div_ceil(concurrency)).await?;
+    let cpu1 = procfs::cpu_seconds(pid);
+    let _ = ctl.close(None).await;
 
     let hist = lock(&storm.hist).clone();
     let failed = storm.failed.load(Ordering::Relaxed);
@@ -176,6 +182,19 @@ pub async fn handshake(
         json!(if elapsed > 0.0 { ok / elapsed } else { 0.0 }),
     );
     percentiles(&mut out, "handshake", &hist);
+    out.insert(
+        "impl".into(),
+        stats.get("impl").cloned().unwrap_or(Value::Null),
+    );
+    if let (Some(a), Some(b)) = (cpu0, cpu1)
+        && ok > 0.0
+    {
+        out.insert("server_cpu_s".into(), json!(b - a));
+        out.insert(
+            "server_cpu_us_per_handshake".into(),
+            json!((b - a) * 1e6 / ok),
+        );
+    }
     goose_summary(&mut out, &metrics);
     Ok(Value::Object(out))
 }
@@ -183,8 +202,9 @@ pub async fn handshake(
 // ---------------------------------------------------------------------------------------------
 // Connection pools: goose users that open connections and hand each to the scenario.
 
-/// What a pool does with each connection once it is open.
-type OnOpen = Arc<dyn Fn(Ws, usize) -> JoinHandle<()> + Send + Sync>;
+/// What a pool does with each connection once it is open: the connection, its index, and the
+/// signal that ends the scenario (set when the controller is done, whatever its outcome).
+type OnOpen = Arc<dyn Fn(Ws, usize, watch::Receiver<bool>) -> JoinHandle<()> + Send + Sync>;
 
 /// `total` connections named `<prefix><i>`, opened by the users of one goose attack.
 struct Pool {
@@ -197,6 +217,8 @@ struct Pool {
     hist: Mutex<Histogram<u64>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     on_open: OnOpen,
+    /// Set by the controller once its baseline is taken: users connect only then.
+    begin: watch::Sender<bool>,
     done: watch::Sender<bool>,
 }
 
@@ -212,6 +234,7 @@ impl Pool {
             hist: Mutex::new(latency_histogram()),
             tasks: Mutex::new(Vec::new()),
             on_open,
+            begin: watch::channel(false).0,
             done: watch::channel(false).0,
         })
     }
@@ -226,7 +249,9 @@ impl Pool {
         let pool = self.clone();
         let open: TransactionFunction = Arc::new(move |user| {
             let pool = pool.clone();
+            let mut begin = pool.begin.subscribe();
             Box::pin(async move {
+                let _ = begin.wait_for(|b| *b).await;
                 for _ in 0..per_user {
                     let i = pool.next.fetch_add(1, Ordering::Relaxed);
                     if i >= pool.total {
@@ -236,7 +261,7 @@ impl Pool {
                     match pool.target.connect(&format!("{}{i}", pool.prefix)).await {
                         Ok((ws, took)) => {
                             record(&mut lock(&pool.hist), took);
-                            let task = (pool.on_open)(ws, i);
+                            let task = (pool.on_open)(ws, i, pool.done.subscribe());
                             lock(&pool.tasks).push(task);
                             pool.opened.fetch_add(1, Ordering::Relaxed);
                             record_ws(user, "handshake", took, None).await?;
@@ -277,7 +302,13 @@ impl Pool {
     }
 
     /// Ends the users' hold and waits for the per-connection tasks.
+    /// Lets the users connect (the controller's baseline is taken).
+    fn begin(&self) {
+        self.begin.send_replace(true);
+    }
+
     async fn finish(&self) {
+        self.begin.send_replace(true);
         self.done.send_replace(true);
         let tasks = std::mem::take(&mut *lock(&self.tasks));
         for task in tasks {
@@ -400,24 +431,23 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
     let tally = Arc::new(FanoutTally::default());
     let hist = Arc::new(Mutex::new(latency_histogram()));
     let started: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
-    let done_rx = watch::channel(false);
-    let (stop_tx, stop_rx) = (done_rx.0, done_rx.1);
     let on_open: OnOpen = {
         let (tally, hist, started) = (tally.clone(), hist.clone(), started.clone());
-        Arc::new(move |ws, _| {
+        Arc::new(move |ws, _, stop| {
             let reader = Reader {
                 expect: p.messages,
                 tally: tally.clone(),
                 hist: hist.clone(),
                 started: started.clone(),
             };
-            tokio::spawn(reader.run(ws, stop_rx.clone()))
+            tokio::spawn(reader.run(ws, stop))
         })
     };
     let pool = Pool::new(common, "f-", p.subscribers, on_open);
     let expected = p.subscribers as u64 * p.messages;
     let controller = async {
         let (mut ctl, _) = control_conn(common).await?;
+        pool.begin();
         pool.wait_settled(common.timeout).await?;
         let want = pool.opened.load(Ordering::Relaxed) as u64;
         let stats = poll_stats(&mut ctl, common.timeout, |s| {
@@ -450,7 +480,6 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
         }
         let cpu1 = procfs::cpu_seconds(pid);
         let self_cpu1 = procfs::cpu_seconds(std::process::id());
-        stop_tx.send_replace(true);
         let mut out = Map::new();
         out.insert(
             "impl".into(),
@@ -596,12 +625,10 @@ pub async fn inbound(
     let (go_tx, go_rx) = watch::channel(false);
     let sent = Arc::new(AtomicU64::new(0));
     let send_errors = Arc::new(AtomicU64::new(0));
-    let pool_done = watch::channel(false);
-    let (stop_tx, stop_rx) = (pool_done.0, pool_done.1);
     let on_open: OnOpen = {
         let (sent, send_errors) = (sent.clone(), send_errors.clone());
-        Arc::new(move |ws, i| {
-            let (mut go, mut stop) = (go_rx.clone(), stop_rx.clone());
+        Arc::new(move |ws, i, mut stop| {
+            let mut go = go_rx.clone();
             let (sent, send_errors) = (sent.clone(), send_errors.clone());
             tokio::spawn(async move {
                 let (mut sink, mut stream) = ws.split();
@@ -648,6 +675,7 @@ pub async fn inbound(
             common.timeout,
         )
         .await?;
+        pool.begin();
         pool.wait_settled(common.timeout).await?;
         let opened = pool.opened.load(Ordering::Relaxed) as u64;
         let expected = opened * messages;
@@ -685,7 +713,6 @@ pub async fn inbound(
         };
         let wall = t0.elapsed().as_secs_f64();
         let cpu1 = procfs::cpu_seconds(pid);
-        stop_tx.send_replace(true);
         let received = u64_of(&stats, "received");
         let span =
             u64_of(&stats, "last_us").saturating_sub(u64_of(&stats, "first_us")) as f64 / 1e6;
@@ -857,10 +884,7 @@ pub async fn idle(
     connections: usize,
     hold: Duration,
 ) -> Result<Value, ScenarioError> {
-    let held = watch::channel(false);
-    let (stop_tx, stop_rx) = (held.0, held.1);
-    let on_open: OnOpen = Arc::new(move |mut ws, _| {
-        let mut stop = stop_rx.clone();
+    let on_open: OnOpen = Arc::new(move |mut ws, _, mut stop| {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -879,6 +903,7 @@ pub async fn idle(
         let base_conns = u64_of(&stats0, "connections");
         let rss0 = procfs::rss_bytes(pid);
         let fds0 = procfs::open_fds(pid);
+        pool.begin();
         pool.wait_settled(common.timeout).await?;
         let want = base_conns + pool.opened.load(Ordering::Relaxed) as u64;
         let stats = poll_stats(&mut ctl, common.timeout, |s| {
@@ -890,7 +915,6 @@ pub async fn idle(
         let rss1 = procfs::rss_bytes(pid);
         let fds1 = procfs::open_fds(pid);
         tokio::time::sleep(hold).await;
-        stop_tx.send_replace(true);
         let n = pool.opened.load(Ordering::Relaxed) as f64;
         let mut out = Map::new();
         out.insert("scenario".into(), json!("idle"));

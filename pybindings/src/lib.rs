@@ -9,6 +9,11 @@
 
 use pyo3::prelude::*;
 
+/// mimalloc: events are allocated on the runtime's threads and freed on another (Python's), a
+/// pattern on which glibc malloc's arena locks showed in profiles (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod convert;
 pub mod crypto;
 pub mod events;

@@ -62,8 +62,11 @@ pub const MAX_PENDING_HANDSHAKES: usize = 512;
 pub const MAX_QUEUED_FRAMES: usize = 65_536;
 /// `Retry-After` seconds in the 503 sent at the connection cap.
 pub const RETRY_AFTER_SECS: u32 = 5;
-/// First read buffer of a connection; it grows only for larger messages.
-const READ_CHUNK: usize = 4096;
+/// Smallest read a connection waits with: an idle connection holds only this much buffer.
+const READ_MIN: usize = 512;
+/// Largest read buffer the adaptive size grows to (a message larger than this still grows the
+/// buffer as the decoder needs).
+const READ_MAX: usize = 64 * 1024;
 
 /// An application event, in order per connection: `Connect`/`AuthConnect`, then
 /// `Msg`/`Raw`/`Bin`, then the `PresenceLeave`s its end caused, then `Disconnect`.
@@ -938,17 +941,21 @@ async fn accept_loop<L: Listener>(mut listener: L, shared: Arc<Shared>) {
             continue; // too many handshakes in flight: drop, like the original
         };
         let task_shared = Arc::clone(&shared);
-        shared.tasks.spawn(async move {
+        let task = async move {
+            // Boxed: the handshake's state (request parsing, the HTTP API) lives on the heap
+            // only while it runs, so it does not size the task of every long-lived connection.
+            let handshake = Box::pin(handshake(stream, &task_shared));
             let upgraded = tokio::select! {
                 biased;
                 () = task_shared.cancel.cancelled() => return,
-                up = tokio::time::timeout(UPGRADE_TIMEOUT, handshake(stream, &task_shared)) => up,
+                up = tokio::time::timeout(UPGRADE_TIMEOUT, handshake) => up,
             };
             drop(permit);
             if let Ok(Some((stream, leftover, peer, rx))) = upgraded {
                 serve(stream, leftover, peer, rx, task_shared).await;
             }
-        });
+        };
+        shared.tasks.spawn(task);
     }
 }
 
@@ -1091,12 +1098,16 @@ async fn serve<S>(
     let (mut rd, wr) = tokio::io::split(stream);
     let writer = tokio::spawn(write_loop(wr, rx, Arc::clone(&peer.pending_bytes)));
     let mut decoder = FrameDecoder::new(shared.settings.max_message_size);
-    if buf.capacity() < READ_CHUNK {
-        buf.reserve(READ_CHUNK - buf.len());
-    }
+    // The read size adapts: it doubles while reads fill it (a busy client) and halves when
+    // they use less than a quarter, between READ_MIN and READ_MAX. An emptied buffer is given
+    // back, so tens of thousands of idle connections hold READ_MIN each, not the high-water.
+    let mut read_size = READ_MIN;
     // Frames already read with the upgrade request.
     let mut fed = feed(&shared, &peer, &mut decoder, &mut buf);
     let mut ended = fed == Fed::Ended;
+    if buf.is_empty() {
+        buf = BytesMut::new(); // the upgrade's buffer; reads size their own
+    }
     while !ended && !peer.terminated.load(Ordering::SeqCst) {
         let deadline = lock(&peer.machine).poll_timeout();
         let Some(deadline) = deadline else { break };
@@ -1116,7 +1127,7 @@ async fn serve<S>(
             () = shared.cancel.cancelled() => peer.terminated.store(true, Ordering::SeqCst),
             () = peer.wake.notified() => {}
             () = room_freed, if !room => {}
-            read = rd.read_buf(&mut buf), if room => match read {
+            read = read_some(&mut rd, &mut buf, read_size), if room => match read {
                 Ok(0) | Err(_) => {
                     let (now, _) = shared.now();
                     lock(&peer.machine).handle_transport_closed(now);
@@ -1124,8 +1135,12 @@ async fn serve<S>(
                 }
                 Ok(n) => {
                     shared.counters.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+                    read_size = next_read_size(read_size, n);
                     fed = feed(&shared, &peer, &mut decoder, &mut buf);
                     ended = fed == Fed::Ended;
+                    if buf.is_empty() && buf.capacity() > read_size {
+                        buf = BytesMut::new();
+                    }
                 }
             },
             () = tokio::time::sleep_until(sleep_until) => {
@@ -1151,6 +1166,29 @@ async fn serve<S>(
     let _ = writer.await;
     if was_registered {
         shared.emit(ServerEvent::Disconnect(id));
+    }
+}
+
+/// Reads once into `buf`, with at least `size` bytes of room.
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    size: usize,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < size / 2 {
+        buf.reserve(size);
+    }
+    rd.read_buf(buf).await
+}
+
+/// The next read size after a read of `n` bytes with `size` asked.
+fn next_read_size(size: usize, n: usize) -> usize {
+    if n >= size {
+        (size * 2).min(READ_MAX)
+    } else if n < size / 4 {
+        (size / 2).max(READ_MIN)
+    } else {
+        size
     }
 }
 

@@ -185,6 +185,38 @@ pub struct ConnStats {
 }
 
 /// Where the connection is in its life. Each phase owns its data.
+/// A connection's CSPRNG, built from its seed on first use: a ChaCha20 generator is about
+/// 300 bytes with its block buffer, and most connections never draw from it.
+enum LazyRng {
+    Unseeded,
+    Seed([u8; 32]),
+    Ready(Box<ChaCha20Rng>),
+}
+
+impl std::fmt::Debug for LazyRng {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the seed: it is key material.
+        f.write_str(match self {
+            LazyRng::Unseeded => "LazyRng::Unseeded",
+            LazyRng::Seed(_) => "LazyRng::Seed(..)",
+            LazyRng::Ready(_) => "LazyRng::Ready(..)",
+        })
+    }
+}
+
+impl LazyRng {
+    /// The generator (the same stream as if it had been built at seeding), `None` unseeded.
+    fn get(&mut self) -> Option<&mut ChaCha20Rng> {
+        if let LazyRng::Seed(seed) = *self {
+            *self = LazyRng::Ready(Box::new(ChaCha20Rng::from_seed(seed)));
+        }
+        match self {
+            LazyRng::Ready(rng) => Some(rng),
+            LazyRng::Unseeded | LazyRng::Seed(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 enum Phase {
     Open(Box<Open>),
@@ -241,10 +273,11 @@ pub struct Connection {
     outputs: VecDeque<Output>,
     stats: ConnStats,
     /// The E2E session once the key exchange happened (UPSTREAM §4.1, once per connection).
-    crypto: Option<CryptoSession>,
-    /// The CSPRNG for this connection's ECDH key and IVs, seeded by the driver
-    /// ([`Connection::set_crypto_seed`]); without it, encryption requests are refused.
-    crypto_rng: Option<ChaCha20Rng>,
+    /// Boxed: most connections never encrypt, and every byte here is per connection.
+    crypto: Option<Box<CryptoSession>>,
+    /// The CSPRNG for this connection's ECDH key, IVs and signature nonces, seeded by the
+    /// driver ([`Connection::set_crypto_seed`]); without it, encryption requests are refused.
+    crypto_rng: LazyRng,
     /// The signing key derived from the session key of the exchange (used for configured event
     /// types when no shared secret is configured; a rotation does not change it).
     session_signing: Option<SigningKey>,
@@ -288,7 +321,7 @@ impl Connection {
             stats: ConnStats::default(),
             settings,
             crypto: None,
-            crypto_rng: None,
+            crypto_rng: LazyRng::Unseeded,
             session_signing: None,
         };
         if !conn.settings.origins.allows(handshake.origin) {
@@ -433,7 +466,7 @@ impl Connection {
                 let own = open
                     .next_ping
                     .min(open.last_activity + self.settings.idle_timeout);
-                let crypto = self.crypto.as_ref().and_then(CryptoSession::poll_timeout);
+                let crypto = self.crypto.as_deref().and_then(CryptoSession::poll_timeout);
                 Some(crypto.map_or(own, |c| c.min(own)))
             }
             Phase::Closing { deadline } => Some(*deadline),
@@ -638,7 +671,7 @@ impl Connection {
     /// passes 32 bytes from the OS generator in production, from the seed in simulation; until
     /// it is called, a client asking for encryption gets `KEY_EXCHANGE_FAILED`.
     pub fn set_crypto_seed(&mut self, seed: [u8; 32]) {
-        self.crypto_rng = Some(ChaCha20Rng::from_seed(seed));
+        self.crypto_rng = LazyRng::Seed(seed);
     }
 
     /// Whether the E2E key exchange happened: every data frame to this connection is then an
@@ -652,7 +685,7 @@ impl Connection {
     /// once and shared by many recipients (broadcasts, replays): one AES pass per encrypted
     /// recipient, none for the others.
     pub fn seal(&mut self, payload: &[u8]) -> Option<Frame> {
-        let (session, rng) = (self.crypto.as_mut()?, self.crypto_rng.as_mut()?);
+        let (session, rng) = (self.crypto.as_mut()?, self.crypto_rng.get()?);
         Some(Frame::Binary(Bytes::from(session.encrypt(payload, rng))))
     }
 
@@ -759,7 +792,7 @@ impl Connection {
             key_rotation: server_key.is_some()
                 && self
                     .crypto
-                    .as_ref()
+                    .as_deref()
                     .is_some_and(CryptoSession::rotation_enabled),
             cluster: self.cluster_enabled,
             recovery: s.recovery_enabled,
@@ -788,7 +821,7 @@ impl Connection {
         }
         let (Some(key), Some(rng)) = (
             signing.shared.as_ref().or(self.session_signing.as_ref()),
-            self.crypto_rng.as_mut(),
+            self.crypto_rng.get(),
         ) else {
             self.stats.unsigned += 1;
             return;
@@ -803,7 +836,7 @@ impl Connection {
     /// Runs the session's timers (rotation interval, end of a grace window) and sends a
     /// `key_rotation` it starts, sealed under the key in use.
     fn crypto_timers(&mut self, now: Instant) {
-        let (Some(session), Some(rng)) = (self.crypto.as_mut(), self.crypto_rng.as_mut()) else {
+        let (Some(session), Some(rng)) = (self.crypto.as_mut(), self.crypto_rng.get()) else {
             return;
         };
         session.handle_timeout(now, rng);
@@ -854,14 +887,19 @@ impl Connection {
         let client_key = client_key.ok_or("client_hello has no encryption_public_key")?;
         let rng = self
             .crypto_rng
-            .as_mut()
+            .get()
             .ok_or("encryption is not available on this server")?;
         let peer = parse_peer_public_key(client_key).map_err(|e| e.to_string())?;
         let ours = EphemeralKeyPair::generate(rng);
         let key = ours.derive_session_key(&peer);
         self.session_signing = Some(SigningKey::from_session_key(&key));
         // Rotation only with clients that announce it, and only when the interval is not 0.
-        self.crypto = Some(CryptoSession::new(key, now, self.settings.crypto, rotation));
+        self.crypto = Some(Box::new(CryptoSession::new(
+            key,
+            now,
+            self.settings.crypto,
+            rotation,
+        )));
         Ok(ours.public_key_b64())
     }
 

@@ -19,6 +19,11 @@
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// mimalloc: events are allocated on the runtime's threads and freed on another (Python's), a
+/// pattern on which glibc malloc's arena locks showed in profiles (docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use serde_json::Value;
 use tracing::{info, warn};
 use wse_core::auth::encode_jwt;
