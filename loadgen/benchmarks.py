@@ -21,7 +21,8 @@ Setup, once::
 Then ``python3 loadgen/benchmarks.py --reps 5`` appends every result to
 ``target/bench/results.jsonl`` and rewrites the table between the markers in
 docs/BENCHMARKS.md with medians per server and the ratio ours/original.
-``--render-only`` rebuilds the table from an existing results file.
+``--render-only`` rebuilds the table from an existing results file (the run behind the
+published table is kept in ``loadgen/results/``: ``--results loadgen/results/2026-11-27.jsonl``).
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def run_one(impl: str, scenario: str, results: Path, log: Path) -> dict | None:
 def fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "n/a"
-    if unit == "/s":
+    if unit == "/s" or float(value).is_integer():
         return f"{value:,.0f}"
     if abs(value) >= 100:
         return f"{value:,.0f}"

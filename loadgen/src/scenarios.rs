@@ -74,7 +74,8 @@ async fn attack(
     if let Some(report) = &common.report {
         attack = attack.set_default(GooseDefault::ReportFile, report.as_str())?;
     }
-    attack.execute().await
+    // Boxed: goose's attack future is over 20 KB.
+    Box::pin(attack.execute()).await
 }
 
 fn goose_summary(out: &mut Map<String, Value>, metrics: &GooseMetrics) {

@@ -117,8 +117,8 @@ async fn publish(server: &Server, count: u64, size: usize, rate: u64) -> Value {
     let pad = "x".repeat(size);
     let started = Instant::now();
     for seq in 0..count {
-        if rate > 0 {
-            let due = started + Duration::from_micros(seq * 1_000_000 / rate);
+        if let Some(due_us) = (seq * 1_000_000).checked_div(rate) {
+            let due = started + Duration::from_micros(due_us);
             tokio::time::sleep_until(due.into()).await;
         }
         let text = format!(
