@@ -178,10 +178,7 @@ pub async fn handshake(
     out.insert("concurrency".into(), json!(concurrency));
     out.insert("failures".into(), json!(failed));
     out.insert("elapsed_s".into(), json!(elapsed));
-    out.insert(
-        "handshakes_per_s".into(),
-        json!(if elapsed > 0.0 { ok / elapsed } else { 0.0 }),
-    );
+    out.insert("handshakes_per_s".into(), json!(per_second(ok, elapsed)));
     percentiles(&mut out, "handshake", &hist);
     out.insert(
         "impl".into(),
@@ -525,11 +522,7 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
     out.insert("delivery_window_s".into(), json!(window));
     out.insert(
         "deliveries_per_s".into(),
-        json!(if window > 0.0 {
-            delivered as f64 / window
-        } else {
-            0.0
-        }),
+        json!(per_second(delivered as f64, window)),
     );
     if let Some(cpu) = out.get("server_cpu_s").and_then(Value::as_f64)
         && delivered > 0
@@ -734,11 +727,7 @@ pub async fn inbound(
         out.insert("drain_span_s".into(), json!(span));
         out.insert(
             "drained_per_s".into(),
-            json!(if span > 0.0 {
-                received as f64 / span
-            } else {
-                0.0
-            }),
+            json!(per_second(received as f64, span)),
         );
         out.insert("wall_s".into(), json!(wall));
         if let (Some(a), Some(b)) = (cpu0, cpu1) {
@@ -954,6 +943,11 @@ pub async fn idle(
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/// `count / seconds`, 0 for an empty interval.
+fn per_second(count: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 { count / seconds } else { 0.0 }
+}
 
 async fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> Result<(), ()> {
     let deadline = Instant::now() + timeout;
