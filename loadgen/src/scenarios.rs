@@ -357,15 +357,13 @@ where
 /// Opens the control connection and reads the server's stats.
 async fn control_conn(common: &Common) -> Result<(Ws, Map<String, Value>), ScenarioError> {
     let (mut ws, _) = common.target.connect("ctl-0").await?;
-    let stats = control(
-        &mut ws,
-        "bench_stats",
-        json!({}),
-        "bench_stats",
-        common.timeout,
-    )
-    .await?;
+    let stats = bench_stats(&mut ws, common.timeout).await?;
     Ok((ws, stats))
+}
+
+/// The server's `bench_stats`.
+async fn bench_stats(ws: &mut Ws, timeout: Duration) -> Result<Map<String, Value>, ConnectError> {
+    control(ws, "bench_stats", json!({}), "bench_stats", timeout).await
 }
 
 fn pid_of(stats: &Map<String, Value>) -> u32 {
@@ -673,14 +671,7 @@ pub async fn inbound(
         pool.wait_settled(common.timeout).await?;
         let opened = pool.opened.load(Ordering::Relaxed) as u64;
         let expected = opened * messages;
-        let stats0 = control(
-            &mut ctl,
-            "bench_stats",
-            json!({}),
-            "bench_stats",
-            common.timeout,
-        )
-        .await?;
+        let stats0 = bench_stats(&mut ctl, common.timeout).await?;
         let pid = pid_of(&stats0);
         let cpu0 = procfs::cpu_seconds(pid);
         let t0 = Instant::now();
@@ -689,14 +680,7 @@ pub async fn inbound(
         let mut last = (0u64, Instant::now());
         let stats = loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
-            let s = control(
-                &mut ctl,
-                "bench_stats",
-                json!({}),
-                "bench_stats",
-                common.timeout,
-            )
-            .await?;
+            let s = bench_stats(&mut ctl, common.timeout).await?;
             let seen = u64_of(&s, "received") + u64_of(&s, "dropped") - u64_of(&stats0, "dropped");
             if seen >= expected || (seen == last.0 && last.1.elapsed() > Duration::from_secs(5)) {
                 break s;
