@@ -382,7 +382,7 @@ async fn poll_stats(
 ) -> Result<Map<String, Value>, ScenarioError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let stats = control(ws, "bench_stats", json!({}), "bench_stats", timeout).await?;
+        let stats = bench_stats(ws, timeout).await?;
         if ready(&stats) {
             return Ok(stats);
         }
