@@ -7,6 +7,8 @@
 //! | [`breaker`] | the per-peer circuit breaker (10 failures → open 60 s → 3 half-open probes) |
 //! | [`backoff`] | reconnect backoff (1 s × 1.5, cap 60 s, jitter `[0.8, 1.2)` from the injected entropy) |
 //! | [`dlq`] | the bounded dead-letter queue of messages a peer could not take |
+//! | [`interest`] | what each peer wants (SUB/UNSUB/RESYNC) and what this node wants (0→1 / 1→0 counts) |
+//! | [`link`] | the peer-link machine: HELLO, heartbeat, routing under the negotiated capabilities, bounded queue |
 //!
 //! All of it is Sans-IO like the rest of the crate: no clock (time is an [`crate::Instant`]
 //! input), no randomness of its own (jitter comes from an injected [`crate::rand::Entropy`]), no
@@ -17,6 +19,8 @@ pub mod backoff;
 pub mod breaker;
 pub mod dlq;
 pub mod frame;
+pub mod interest;
+pub mod link;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
@@ -25,3 +29,5 @@ pub use frame::{
     Capabilities, EncodeError, FrameDecoder, FrameEncoder, FrameError, PeerFrame, PresenceAction,
     RecoveryTrailer,
 };
+pub use interest::{LocalInterest, PeerInterest};
+pub use link::{Inbound, Link, LinkConfig, LinkError, Remote, Role, Routed};

@@ -2,7 +2,9 @@
 //!
 //! Owns one ring per topic (created lazily by the first publish to it, whether or not anyone is
 //! subscribed), the epoch of each ring, and the global memory budget. UPSTREAM §8 is the contract;
-//! this module is its local part (foreign rings for cross-node recovery, D16, come later).
+//! besides this node's own streams it stores the streams other nodes stamped (cross-node
+//! recovery, D16): [`RecoveryStore::store_foreign`] keeps a forwarded message under its origin's
+//! `(epoch, offset)`, so a client that fails over to this node recovers with the same position.
 //!
 //! Inputs: [`RecoveryStore::publish`] (topic, text, `now`, entropy, and a closure that frames the
 //! stamped text), [`RecoveryStore::evict_expired`] (the driver's timer, due at
@@ -12,7 +14,10 @@
 //!
 //! Invariants (checked after every step of the property tests):
 //!
-//! - offsets of one epoch are contiguous from 0; a ring keeps a contiguous range of them;
+//! - offsets of one epoch are contiguous (from 0 for our own streams); a ring keeps a contiguous
+//!   range of them, and a foreign stream that arrives with a gap starts its ring again;
+//! - a ring holding another node's stream is never extended with this node's offsets: a local
+//!   publish on that topic starts a new epoch of our own;
 //! - a [`Recovery::Recovered`] answer holds exactly offsets `after_offset+1 ..= last_offset`, in
 //!   order: never a partial replay, never a silent gap — anything else is `NotRecovered`;
 //! - a ring that is dropped (TTL, budget) and recreated gets a new epoch, so an old position can
@@ -75,6 +80,16 @@ pub struct Published {
     pub offset: u64,
     /// What the `frame` closure returned for the stamped text.
     pub bytes: Bytes,
+}
+
+/// What [`RecoveryStore::store_foreign`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Foreign {
+    /// What the `frame` closure returned for the stamped text.
+    pub bytes: Bytes,
+    /// True when this identity was already received (the caller need not deliver it again).
+    pub duplicate: bool,
 }
 
 /// The answer to [`RecoveryStore::since`] (UPSTREAM §8.3, local path).
@@ -166,42 +181,105 @@ impl RecoveryStore {
         rng: &mut (impl Entropy + ?Sized),
         frame: F,
     ) -> Published {
+        // An exhausted offset counter starts a new epoch rather than overflow (2^64 publishes);
+        // a ring holding another node's stream is never extended with our offsets (D16): our
+        // stream starts again under a new epoch.
+        if self
+            .rings
+            .get(topic)
+            .is_some_and(|r| r.is_exhausted() || r.foreign)
+        {
+            self.drop_ring(topic);
+        }
+        let (epoch, offset) = match self.rings.get(topic) {
+            Some(ring) => (ring.epoch, ring.next_offset()),
+            None => (self.epochs.next(rng), 0),
+        };
+        // Stamp and frame before touching any state, so a panicking `frame` leaves none behind.
+        let bytes = frame(&stamp::stamp(topic, epoch, offset, text));
+        self.insert(topic, epoch, offset, false, bytes.clone(), now);
+        Published {
+            epoch,
+            offset,
+            bytes,
+        }
+    }
+
+    /// Stores a publication another node stamped `(epoch, offset)` (cross-node recovery, D16):
+    /// stamps `text` with that identity, frames it with `frame`, and keeps it so a client that
+    /// fails over to this node can recover it.
+    ///
+    /// The next offset of the same stream is appended; an offset already passed is a duplicate
+    /// (not stored again, [`Foreign::duplicate`]); another epoch, or a gap (messages lost on the
+    /// way), starts the ring again at this message — so a recovery across the gap answers
+    /// `NotRecovered`, never a silent hole.
+    pub fn store_foreign<F: FnOnce(&str) -> Bytes>(
+        &mut self,
+        topic: &str,
+        text: &str,
+        epoch: Epoch,
+        offset: u64,
+        now: Instant,
+        frame: F,
+    ) -> Foreign {
+        let bytes = frame(&stamp::stamp(topic, epoch, offset, text));
+        if let Some(ring) = self.rings.get(topic) {
+            if ring.epoch == epoch && offset < ring.next_offset() {
+                return Foreign {
+                    bytes,
+                    duplicate: true,
+                };
+            }
+            if ring.epoch != epoch || offset != ring.next_offset() || ring.is_exhausted() {
+                self.drop_ring(topic);
+            }
+        }
+        // A stream at the very end of the offset space cannot be extended: deliver, keep nothing.
+        if offset != u64::MAX {
+            self.insert(topic, epoch, offset, true, bytes.clone(), now);
+        }
+        Foreign {
+            bytes,
+            duplicate: false,
+        }
+    }
+
+    /// Pushes `bytes` at `offset` into `topic`'s ring, creating it (starting at `offset`) when
+    /// there is none and its fixed cost fits; then enforces the budget.
+    fn insert(
+        &mut self,
+        topic: &str,
+        epoch: Epoch,
+        offset: u64,
+        foreign: bool,
+        bytes: Bytes,
+        now: Instant,
+    ) {
         let now = now.max(self.latest_write);
         self.latest_write = now;
         let write_seq = self.next_write_seq;
         self.next_write_seq = write_seq
             .checked_add(1)
             .expect("invariant: fewer than 2^64 publishes per store");
-
-        // An exhausted offset counter starts a new epoch rather than overflow (2^64 publishes).
-        if self.rings.get(topic).is_some_and(Ring::is_exhausted) {
-            self.drop_ring(topic);
-        }
-        // Stamp and frame before touching any state, so a panicking `frame` leaves none behind.
-        let (epoch, offset, new_ring_cost) = match self.rings.get(topic) {
-            Some(ring) => (ring.epoch, ring.next_offset(), None),
-            None => (self.epochs.next(rng), 0, Some(self.ring_fixed_bytes(topic))),
-        };
-        let bytes = frame(&stamp::stamp(topic, epoch, offset, text));
-        let key: Arc<str> = match new_ring_cost {
-            None => {
-                let (key, _) = self
-                    .rings
-                    .get_key_value(topic)
-                    .expect("invariant: the ring was found above");
+        let key: Arc<str> = match self.rings.get_key_value(topic) {
+            Some((key, ring)) => {
+                debug_assert_eq!((ring.epoch, ring.next_offset()), (epoch, offset));
                 Arc::clone(key)
             }
-            // Not even an empty ring fits the budget: deliver, keep nothing.
-            Some(None) => {
-                return Published {
+            None => {
+                // Not even an empty ring fits the budget: deliver, keep nothing.
+                let Some(cost) = self.ring_fixed_bytes(topic) else {
+                    return;
+                };
+                let key: Arc<str> = Arc::from(topic);
+                let ring = Ring::starting_at(
                     epoch,
                     offset,
-                    bytes,
-                };
-            }
-            Some(Some(cost)) => {
-                let key: Arc<str> = Arc::from(topic);
-                let ring = Ring::new(epoch, self.config.buffer_size, now, write_seq);
+                    foreign,
+                    self.config.buffer_size,
+                    now,
+                    write_seq,
+                );
                 self.rings.insert(Arc::clone(&key), ring);
                 self.lru.insert(write_seq, Arc::clone(&key));
                 self.fixed_bytes += cost;
@@ -221,11 +299,6 @@ impl RecoveryStore {
         self.lru.insert(write_seq, key);
 
         self.enforce_budget(topic);
-        Published {
-            epoch,
-            offset,
-            bytes,
-        }
     }
 
     /// The §8.3 lookup: what a client that has `(epoch, after_offset)` of `topic` missed.

@@ -1,6 +1,7 @@
 //! One topic's ring: a fixed array of slots holding the newest messages of one epoch.
 //!
-//! Offsets are contiguous from 0. The ring holds offsets `tail..head`; offset `o` lives in slot
+//! Offsets are contiguous: from 0 for this node's own stream, from the first offset received
+//! for a stream another node stamped (cross-node recovery, D16). The ring holds offsets `tail..head`; offset `o` lives in slot
 //! `o & (capacity − 1)`. Pushing into a full ring overwrites the oldest message and advances the
 //! tail; [`Ring::pop_oldest`] advances it early (memory budget). Slot memory is allocated once,
 //! at creation, so a ring's fixed cost is known before it exists.
@@ -14,6 +15,8 @@ use crate::time::Instant;
 #[derive(Debug)]
 pub(crate) struct Ring {
     pub(crate) epoch: Epoch,
+    /// True when another node stamped this stream (this node stores it, never extends it).
+    pub(crate) foreign: bool,
     /// `capacity` slots, a power of two; `Some` exactly for offsets `tail..head`.
     slots: Box<[Option<Bytes>]>,
     /// Oldest stored offset.
@@ -29,14 +32,27 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    /// An empty ring of `capacity` slots (a power of two).
+    /// An empty ring of this node's own stream, `capacity` slots (a power of two).
     pub(crate) fn new(epoch: Epoch, capacity: usize, now: Instant, write_seq: u64) -> Self {
+        Ring::starting_at(epoch, 0, false, capacity, now, write_seq)
+    }
+
+    /// An empty ring whose first push gets offset `first`.
+    pub(crate) fn starting_at(
+        epoch: Epoch,
+        first: u64,
+        foreign: bool,
+        capacity: usize,
+        now: Instant,
+        write_seq: u64,
+    ) -> Self {
         debug_assert!(capacity.is_power_of_two());
         Ring {
             epoch,
+            foreign,
             slots: std::iter::repeat_with(|| None).take(capacity).collect(),
-            tail: 0,
-            head: 0,
+            tail: first,
+            head: first,
             payload_bytes: 0,
             last_write: now,
             write_seq,

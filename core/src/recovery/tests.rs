@@ -322,3 +322,98 @@ fn history_returns_the_newest_stored_messages_oldest_first_with_their_first_offs
     let (_, first, msgs) = s.history("t", 0).unwrap();
     assert_eq!((first, msgs.len()), (6, 0));
 }
+
+/// Stores `{"n":<n>}` as another node's `(epoch, offset)` at `secs`.
+fn foreign(s: &mut RecoveryStore, topic: &str, epoch: u32, offset: u64, secs: u64) -> Foreign {
+    let text = format!(r#"{{"n":{offset}}}"#);
+    s.store_foreign(
+        topic,
+        &text,
+        Epoch(epoch),
+        offset,
+        Instant::from_secs(secs),
+        text_frame,
+    )
+}
+
+#[test]
+fn a_forwarded_stream_keeps_its_origin_identity_and_is_recoverable() {
+    let mut s = store(16, 500, 1 << 20);
+    for o in 40..45 {
+        let f = foreign(&mut s, "t", 7, o, 0);
+        assert!(!f.duplicate);
+        let want = format!(r#"{{"tp":"t","e":"00000007","o":{o},"n":{o}}}"#);
+        assert_eq!(f.bytes, want.as_bytes());
+    }
+    assert_eq!(s.position("t"), Some((Epoch(7), 44)));
+    match s.since("t", Epoch(7), 41) {
+        Recovery::Recovered { messages, .. } => assert_eq!(messages.len(), 3),
+        other => panic!("expected Recovered, got {other:?}"),
+    }
+    // Before the first offset this node received: explicit NotRecovered.
+    assert!(matches!(
+        s.since("t", Epoch(7), 38),
+        Recovery::NotRecovered { .. }
+    ));
+    s.check_invariants();
+}
+
+#[test]
+fn a_forwarded_duplicate_is_reported_and_not_stored_again() {
+    let mut s = store(16, 500, 1 << 20);
+    let _ = foreign(&mut s, "t", 7, 0, 0);
+    let _ = foreign(&mut s, "t", 7, 1, 0);
+    assert!(foreign(&mut s, "t", 7, 0, 0).duplicate);
+    assert_eq!(s.position("t"), Some((Epoch(7), 1)));
+    s.check_invariants();
+}
+
+#[test]
+fn a_gap_in_a_forwarded_stream_restarts_the_ring_so_recovery_across_it_fails_loudly() {
+    let mut s = store(16, 500, 1 << 20);
+    for o in 0..3 {
+        let _ = foreign(&mut s, "t", 7, o, 0);
+    }
+    // Offsets 3..=5 were lost on the way (a partition).
+    let _ = foreign(&mut s, "t", 7, 6, 1);
+    assert!(matches!(
+        s.since("t", Epoch(7), 2),
+        Recovery::NotRecovered { .. }
+    ));
+    assert!(matches!(
+        s.since("t", Epoch(7), 5),
+        Recovery::Recovered { ref messages, .. } if messages.len() == 1
+    ));
+    // Another origin's epoch replaces the ring as well.
+    let _ = foreign(&mut s, "t", 9, 100, 2);
+    assert!(matches!(
+        s.since("t", Epoch(7), 6),
+        Recovery::NotRecovered { .. }
+    ));
+    s.check_invariants();
+}
+
+#[test]
+fn a_local_publish_never_extends_another_nodes_stream() {
+    let mut s = store(16, 500, 1 << 20);
+    let _ = foreign(&mut s, "t", 7, 10, 0);
+    let p = put(&mut s, "t", 0, 1);
+    assert_ne!(p.epoch, Epoch(7), "our own stream gets its own epoch");
+    assert_eq!(p.offset, 0);
+    assert!(matches!(
+        s.since("t", Epoch(7), 10),
+        Recovery::NotRecovered { .. }
+    ));
+    // And the next local publish continues our stream.
+    assert_eq!(put(&mut s, "t", 1, 1).offset, 1);
+    s.check_invariants();
+}
+
+#[test]
+fn a_forwarded_stream_at_the_end_of_the_offset_space_is_delivered_not_stored() {
+    let mut s = store(16, 500, 1 << 20);
+    let f = foreign(&mut s, "t", 7, u64::MAX, 0);
+    assert!(!f.duplicate);
+    assert_eq!(s.since("t", Epoch(7), 0), Recovery::NoHistory);
+    s.check_invariants();
+}
