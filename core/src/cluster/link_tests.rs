@@ -248,7 +248,7 @@ fn a_draining_peer_gets_no_new_routed_traffic() {
 
 #[test]
 fn a_full_data_queue_refuses_messages_but_control_frames_still_pass() {
-    let (mut a, _b) = pair(Capabilities::ALL, Capabilities::ALL, &[], &["t"]);
+    let (a, _b) = pair(Capabilities::ALL, Capabilities::ALL, &[], &["t"]);
     let mut a2 = Link::dial(
         LinkConfig {
             queue_capacity: 2,

@@ -197,7 +197,7 @@ impl RecoveryStore {
         };
         // Stamp and frame before touching any state, so a panicking `frame` leaves none behind.
         let bytes = frame(&stamp::stamp(topic, epoch, offset, text));
-        self.insert(topic, epoch, offset, false, bytes.clone(), now);
+        self.insert(topic, epoch, offset, false, &bytes, now);
         Published {
             epoch,
             offset,
@@ -236,7 +236,7 @@ impl RecoveryStore {
         }
         // A stream at the very end of the offset space cannot be extended: deliver, keep nothing.
         if offset != u64::MAX {
-            self.insert(topic, epoch, offset, true, bytes.clone(), now);
+            self.insert(topic, epoch, offset, true, &bytes, now);
         }
         Foreign {
             bytes,
@@ -252,7 +252,7 @@ impl RecoveryStore {
         epoch: Epoch,
         offset: u64,
         foreign: bool,
-        bytes: Bytes,
+        bytes: &Bytes,
         now: Instant,
     ) {
         let now = now.max(self.latest_write);

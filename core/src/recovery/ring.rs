@@ -33,6 +33,7 @@ pub(crate) struct Ring {
 
 impl Ring {
     /// An empty ring of this node's own stream, `capacity` slots (a power of two).
+    #[cfg(test)]
     pub(crate) fn new(epoch: Epoch, capacity: usize, now: Instant, write_seq: u64) -> Self {
         Ring::starting_at(epoch, 0, false, capacity, now, write_seq)
     }
