@@ -44,3 +44,27 @@ impl Listener for TcpListener {
         self.0.local_addr()
     }
 }
+
+/// Opens outbound byte streams to `host:port` addresses (cluster peers). The simulator passes
+/// its own, like [`Listener`].
+pub trait Connector: Send + Sync + 'static {
+    /// A connected stream.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Connects to `addr` (`host:port`; hostnames resolved on every call), one attempt.
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// Plain TCP with `TCP_NODELAY` (UPSTREAM §10.1 tunes the peer sockets the same way).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpConnector;
+
+impl Connector for TcpConnector {
+    type Stream = tokio::net::TcpStream;
+
+    async fn connect(&self, addr: &str) -> io::Result<Self::Stream> {
+        let stream = tokio::net::TcpStream::connect(addr).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}

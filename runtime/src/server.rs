@@ -40,6 +40,7 @@ use crate::topics::Topics;
 use crate::upgrade::{self, PlainRequest, Request, UpgradeRequest};
 use crate::wsframe::{self, FrameDecoder, Inbound, Opcode};
 
+mod cluster;
 mod event_queue;
 mod presence;
 mod recovery;
@@ -182,6 +183,8 @@ struct Shared {
     tasks: TaskTracker,
     /// Cancelled when a shutdown's grace is over: every remaining socket is dropped.
     cancel: CancellationToken,
+    /// The mesh, once `connect_cluster` ran (`server/cluster.rs`).
+    cluster: std::sync::OnceLock<crate::cluster::Cluster>,
 }
 
 /// A frame on its way to the writer, and whether it is charged to the connection's byte
@@ -333,6 +336,7 @@ impl ServerHandle {
             http,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            cluster: std::sync::OnceLock::new(),
         });
         let accept_task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         if shared.recovery.is_some() {
@@ -513,7 +517,7 @@ impl Server {
         shared
             .topic_counts
             .record(topic, |t| shared.registry.subscriber_count(t) > 0);
-        shared.publish(topic, &protocol::inject_category(text))
+        shared.publish(topic, &protocol::inject_category(text), false)
     }
 
     /// Drain for a rolling restart: refuse new sockets from now on, close every connection
@@ -542,8 +546,7 @@ impl Server {
         self.shared.events.max_capacity() - self.shared.events.capacity()
     }
 
-    /// The keys of UPSTREAM §7.9. Cluster, recovery and presence figures are zero until those
-    /// features exist in this engine (there is no cluster to be connected to yet).
+    /// The keys of UPSTREAM §7.9.
     pub fn health_snapshot(&self) -> BTreeMap<&'static str, Value> {
         self.shared.stats(self.connection_count()).health()
     }
@@ -685,6 +688,10 @@ impl ServerHandle {
         self.server.shared.stopped.store(true, Ordering::SeqCst);
         self.server.shared.draining.store(true, Ordering::SeqCst);
         self.accept_task.abort();
+        if let Some(cluster) = self.server.shared.cluster.get() {
+            // SHUTDOWN to every peer first: they stop routing here while clients close.
+            cluster.stop(timeout.min(Duration::from_secs(1))).await;
+        }
         self.server.shared.close_all(code, reason);
         self.server.shared.tasks.close();
         if tokio::time::timeout(timeout, self.server.shared.tasks.wait())
@@ -852,6 +859,9 @@ impl Shared {
 
     fn begin_drain(&self, code: u16, reason: &str) {
         self.draining.store(true, Ordering::SeqCst);
+        if let Some(cluster) = self.cluster.get() {
+            cluster.drain();
+        }
         self.close_all(code, reason);
     }
 
@@ -887,6 +897,10 @@ impl Shared {
             recovery_bytes,
             presence_topics,
             presence_users,
+            cluster: self
+                .cluster
+                .get()
+                .map_or_else(Default::default, crate::cluster::Cluster::figures),
         }
     }
 

@@ -105,6 +105,8 @@ pub(crate) struct Stats<'a> {
     /// Topics with visible users and visible users summed over topics.
     pub(crate) presence_topics: usize,
     pub(crate) presence_users: usize,
+    /// Cluster figures (zeros before `connect_cluster`).
+    pub(crate) cluster: crate::cluster::ClusterFigures,
 }
 
 /// `health_snapshot()` of a server that is not running: every key, zero values, uptime 0.0.
@@ -134,12 +136,12 @@ fn stopped(counters: &Counters, recovery_enabled: bool, presence_enabled: bool) 
         recovery_bytes: 0,
         presence_topics: 0,
         presence_users: 0,
+        cluster: crate::cluster::ClusterFigures::default(),
     }
 }
 
 impl Stats<'_> {
-    /// The keys of UPSTREAM §7.9. Cluster, recovery and presence figures are zero until those
-    /// features exist in this engine (there is no cluster to be connected to yet).
+    /// The keys of UPSTREAM §7.9.
     pub(crate) fn health(&self) -> BTreeMap<&'static str, Value> {
         let c = self.counters;
         let mut h = BTreeMap::new();
@@ -157,19 +159,20 @@ impl Stats<'_> {
             "e2e_undecryptable",
             Value::from(c.e2e_undecryptable.load(Ordering::Relaxed)),
         );
-        h.insert("cluster_connected", Value::from(false));
-        for key in [
-            "cluster_peer_count",
-            "cluster_messages_sent",
-            "cluster_messages_delivered",
-            "cluster_messages_dropped",
-            "cluster_bytes_sent",
-            "cluster_bytes_received",
-            "cluster_reconnect_count",
-            "cluster_unknown_message_types",
-            "cluster_dlq_size",
+        let k = &self.cluster;
+        h.insert("cluster_connected", Value::from(k.peers > 0));
+        for (key, value) in [
+            ("cluster_peer_count", k.peers as u64),
+            ("cluster_messages_sent", k.messages_sent),
+            ("cluster_messages_delivered", k.messages_delivered),
+            ("cluster_messages_dropped", k.messages_dropped),
+            ("cluster_bytes_sent", k.bytes_sent),
+            ("cluster_bytes_received", k.bytes_received),
+            ("cluster_reconnect_count", k.reconnects),
+            ("cluster_unknown_message_types", k.unknown_message_types),
+            ("cluster_dlq_size", k.dlq_size as u64),
         ] {
-            h.insert(key, Value::from(0u64));
+            h.insert(key, Value::from(value));
         }
         h.insert("recovery_topic_count", Value::from(self.recovery_topics));
         h.insert("recovery_total_bytes", Value::from(self.recovery_bytes));
@@ -282,27 +285,58 @@ impl Stats<'_> {
         ] {
             metric(name, "counter", help, value.to_string());
         }
+        let k = &self.cluster;
         metric(
             "wse_cluster_peers",
             "gauge",
             "Connected cluster peers",
-            "0".into(),
+            k.peers.to_string(),
         );
-        for name in [
-            "wse_cluster_messages_sent_total",
-            "wse_cluster_messages_delivered_total",
-            "wse_cluster_messages_dropped_total",
-            "wse_cluster_bytes_sent_total",
-            "wse_cluster_bytes_received_total",
-            "wse_cluster_reconnects_total",
+        for (name, help, value) in [
+            (
+                "wse_cluster_messages_sent_total",
+                "Messages queued to cluster peers",
+                k.messages_sent,
+            ),
+            (
+                "wse_cluster_messages_delivered_total",
+                "Messages received from cluster peers",
+                k.messages_delivered,
+            ),
+            (
+                "wse_cluster_messages_dropped_total",
+                "Messages a cluster peer could not take (each one a DLQ entry)",
+                k.messages_dropped,
+            ),
+            (
+                "wse_cluster_bytes_sent_total",
+                "Bytes written to cluster peers",
+                k.bytes_sent,
+            ),
+            (
+                "wse_cluster_bytes_received_total",
+                "Bytes read from cluster peers",
+                k.bytes_received,
+            ),
+            (
+                "wse_cluster_reconnects_total",
+                "Redials after an established cluster link ended",
+                k.reconnects,
+            ),
+            (
+                "wse_cluster_unknown_message_types_total",
+                "Cluster frames of unknown types skipped",
+                k.unknown_message_types,
+            ),
         ] {
-            metric(
-                name,
-                "counter",
-                "Cluster traffic (no cluster yet)",
-                "0".into(),
-            );
+            metric(name, "counter", help, value.to_string());
         }
+        metric(
+            "wse_cluster_dlq_size",
+            "gauge",
+            "Entries in the cluster dead-letter queue",
+            k.dlq_size.to_string(),
+        );
         if self.recovery_enabled {
             metric(
                 "wse_recovery_topics",

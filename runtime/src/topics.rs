@@ -6,28 +6,46 @@
 //! must match them all. A publish to topic `T` locks `shard(T)` and, only if any pattern is
 //! subscribed, the pattern shard. The per-connection subscription limit spans shards, so it is
 //! enforced here (the shards are built unlimited), with subscribes serialized by one lock.
+//!
+//! The same lock keeps the node's cluster interest ([`LocalInterest`]): every subscription
+//! added or removed is counted per key, and the keys that got their first or lost their last
+//! subscriber are reported, in order, to the observer the cluster installs (SUB and UNSUB).
 
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use wse_core::ConnId;
+use wse_core::cluster::LocalInterest;
 use wse_core::glob::is_glob;
 use wse_core::pubsub::{Registry, SubscribeError, Targets};
 
 /// Exact-topic shards (a power of two).
 pub const SHARDS: usize = 16;
 
+/// Told `(first, last)`: keys that got their first local subscription and keys that lost
+/// their last one.
+pub type InterestObserver = Arc<dyn Fn(&[String], &[String]) + Send + Sync>;
+
 /// The sharded registry.
-#[derive(Debug)]
 pub struct Topics {
     exact: Vec<Mutex<Registry>>,
     patterns: Mutex<Registry>,
     /// Glob subscriptions held; 0 lets a publish skip the pattern shard's lock.
     pattern_subscriptions: AtomicUsize,
     limit: usize,
-    subscribing: Mutex<()>,
+    /// Serializes subscription changes; guards `interest`.
+    subscribing: Mutex<LocalInterest>,
+    observer: OnceLock<InterestObserver>,
+}
+
+impl std::fmt::Debug for Topics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Topics")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,7 +60,41 @@ impl Topics {
             patterns: Mutex::new(Registry::new(0)),
             pattern_subscriptions: AtomicUsize::new(0),
             limit,
-            subscribing: Mutex::new(()),
+            subscribing: Mutex::new(LocalInterest::new()),
+            observer: OnceLock::new(),
+        }
+    }
+
+    /// Installs the observer of interest changes (once; later calls are ignored).
+    pub fn set_observer(&self, observer: InterestObserver) {
+        let _ = self.observer.set(observer);
+    }
+
+    /// Every key with at least one local subscription (fan-out or queue group), sorted.
+    pub fn interest_keys(&self) -> Vec<String> {
+        lock(&self.subscribing).keys()
+    }
+
+    /// Runs `f` on [`Topics::interest_keys`] with subscription changes held back until it
+    /// returns, so what `f` registers cannot miss a change (the observer runs after it).
+    pub fn with_interest_keys<R>(&self, f: impl FnOnce(&[String]) -> R) -> R {
+        let interest = lock(&self.subscribing);
+        f(&interest.keys())
+    }
+
+    /// Counts `added` and `removed` subscriptions and tells the observer about transitions
+    /// (called with the `subscribing` lock held, so observers see changes in order).
+    fn account(&self, interest: &mut LocalInterest, added: &[String], removed: &[String]) {
+        let first: Vec<String> = added.iter().filter(|k| interest.add(k)).cloned().collect();
+        let last: Vec<String> = removed
+            .iter()
+            .filter(|k| interest.remove(k))
+            .cloned()
+            .collect();
+        if let Some(observer) = self.observer.get()
+            && (!first.is_empty() || !last.is_empty())
+        {
+            observer(&first, &last);
         }
     }
 
@@ -70,7 +122,7 @@ impl Topics {
         topics: &[String],
         group: Option<&str>,
     ) -> Result<Vec<String>, SubscribeError> {
-        let _one_at_a_time = lock(&self.subscribing);
+        let mut interest = lock(&self.subscribing);
         let held = |key: &str| {
             let r = lock(self.shard(key));
             match group {
@@ -105,33 +157,45 @@ impl Topics {
             }
             added.extend(outcome.added);
         }
+        self.account(&mut interest, &added, &[]);
         Ok(added)
     }
 
     /// Unsubscribes from `topics`, or from everything with `None`.
     pub fn unsubscribe(&self, conn: ConnId, topics: Option<&[String]>) {
-        let _one_at_a_time = lock(&self.subscribing);
+        let mut interest = lock(&self.subscribing);
+        let mut removed = Vec::new();
         match topics {
             None => self
                 .all()
-                .for_each(|r| self.forget(&mut lock(r), conn, None)),
+                .for_each(|r| self.forget(&mut lock(r), conn, None, &mut removed)),
             Some(ts) => {
                 for t in ts {
                     self.forget(
                         &mut lock(self.shard(t)),
                         conn,
                         Some(std::slice::from_ref(t)),
+                        &mut removed,
                     );
                 }
             }
         }
+        self.account(&mut interest, &[], &removed);
     }
 
-    fn forget(&self, r: &mut Registry, conn: ConnId, topics: Option<&[String]>) {
+    fn forget(
+        &self,
+        r: &mut Registry,
+        conn: ConnId,
+        topics: Option<&[String]>,
+        removed: &mut Vec<String>,
+    ) {
         let out = r.unsubscribe(conn, topics);
         let globs = out.removed.iter().filter(|k| is_glob(k)).count();
         self.pattern_subscriptions
             .fetch_sub(globs, Ordering::AcqRel);
+        removed.extend(out.removed);
+        removed.extend(out.left_groups.into_iter().map(|(topic, _)| topic));
     }
 
     /// Receivers of a publish to `topic` (see `Registry::publish_targets`), fan-out merged
@@ -233,6 +297,36 @@ mod tests {
             denied.fanout,
             vec![c(2)],
             "exact subscriptions are not ACL-filtered again"
+        );
+    }
+
+    #[test]
+    fn interest_reports_first_and_last_subscriptions_in_order() {
+        let t = Topics::new(0);
+        type Log = Vec<(Vec<String>, Vec<String>)>;
+        let seen: Arc<Mutex<Log>> = Arc::default();
+        let log = Arc::clone(&seen);
+        t.set_observer(Arc::new(move |first: &[String], last: &[String]| {
+            lock(&log).push((first.to_vec(), last.to_vec()));
+        }));
+        t.subscribe(c(1), &s(&["a", "p.*"]), None).unwrap();
+        t.subscribe(c(2), &s(&["a"]), None).unwrap();
+        t.subscribe(c(3), &s(&["jobs"]), Some("g")).unwrap();
+        assert_eq!(t.interest_keys(), s(&["a", "jobs", "p.*"]));
+        t.unsubscribe(c(1), Some(&s(&["a"])));
+        t.remove_connection(c(2));
+        t.remove_connection(c(3));
+        t.remove_connection(c(1));
+        assert!(t.interest_keys().is_empty());
+        assert_eq!(
+            *lock(&seen),
+            vec![
+                (s(&["a", "p.*"]), vec![]),
+                (s(&["jobs"]), vec![]),
+                (vec![], s(&["a"])),
+                (vec![], s(&["jobs"])),
+                (vec![], s(&["p.*"])),
+            ]
         );
     }
 

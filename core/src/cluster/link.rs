@@ -108,7 +108,9 @@ pub enum Inbound {
         /// Its origin identity, when the peer negotiated recovery.
         trailer: Option<RecoveryTrailer>,
     },
-    /// Addresses the peer announced (PeerAnnounce or PeerList).
+    /// The peer's own cluster address (PeerAnnounce).
+    Announce(String),
+    /// Addresses the peer knows (PeerList).
     Peers(Vec<String>),
     /// A presence frame (PresenceUpdate or PresenceFull) for the presence layer.
     Presence(PeerFrame),
@@ -326,7 +328,7 @@ impl Link {
                     "interest frame without INTEREST_ROUTING",
                 ));
             }
-            PeerFrame::PeerAnnounce { addr } => Inbound::Peers(vec![addr]),
+            PeerFrame::PeerAnnounce { addr } => Inbound::Announce(addr),
             PeerFrame::PeerList { addrs } => Inbound::Peers(addrs),
             f @ (PeerFrame::PresenceUpdate { .. } | PeerFrame::PresenceFull { .. }) => {
                 if !caps.contains(Capabilities::PRESENCE) {

@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use wse_core::ConnId;
+use wse_core::cluster::RecoveryTrailer;
 use wse_core::glob::is_glob;
 use wse_core::protocol::Frame;
 use wse_core::pubsub::SubscribeError;
@@ -220,11 +221,17 @@ impl Server {
 
 impl Shared {
     /// Publishes an injected text to `topic`: stamped and stored when recovery is on, then sent
-    /// to the topic's subscribers, under the store's lock (module doc). Returns the stamp.
-    pub(super) fn publish(&self, topic: &str, injected: &str) -> Option<(Epoch, u64)> {
+    /// to the topic's subscribers, under the store's lock (module doc), and with `route` to the
+    /// cluster peers that want it, carrying the same stamp (D16) — still under that lock, so
+    /// peers receive one origin's messages in offset order. Returns the stamp.
+    pub(super) fn publish(&self, topic: &str, injected: &str, route: bool) -> Option<(Epoch, u64)> {
+        let cluster = self.cluster.get().filter(|_| route);
         let Some(store) = &self.recovery else {
             let wire = wsframe::encode_core(&Frame::text(injected.to_owned()));
             self.deliver(topic, &wire);
+            if let Some(cluster) = cluster {
+                cluster.route(topic, injected, None);
+            }
             return None;
         };
         let mut store = lock(store);
@@ -236,7 +243,35 @@ impl Shared {
             })
         };
         self.deliver(topic, &published.bytes);
+        if let Some(cluster) = cluster {
+            let stamp = RecoveryTrailer {
+                epoch: published.epoch,
+                offset: published.offset,
+            };
+            cluster.route(topic, injected, Some(stamp));
+        }
         Some((published.epoch, published.offset))
+    }
+
+    /// Delivers a publication a peer routed here: stored under its origin's stamp when it has
+    /// one and recovery is on (a duplicate identity is not delivered twice), else sent as the
+    /// plain text it came as. Under the store's lock, like a local publish.
+    pub(super) fn deliver_routed(&self, topic: &str, text: &str, trailer: Option<RecoveryTrailer>) {
+        self.topic_counts
+            .record(topic, |t| self.registry.subscriber_count(t) > 0);
+        let (Some(trailer), Some(store)) = (trailer, &self.recovery) else {
+            let wire = wsframe::encode_core(&Frame::text(text.to_owned()));
+            self.deliver(topic, &wire);
+            return;
+        };
+        let mut store = lock(store);
+        let (now, _) = self.now();
+        let stored = store.store_foreign(topic, text, trailer.epoch, trailer.offset, now, |s| {
+            wsframe::encode_core(&Frame::text(s.to_owned()))
+        });
+        if !stored.duplicate {
+            self.deliver(topic, &stored.bytes);
+        }
     }
 
     /// `(recovery_topic_count, recovery_total_bytes)`, zeros when recovery is off.

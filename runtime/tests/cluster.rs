@@ -1,0 +1,398 @@
+//! The cluster mesh over loopback TCP: nodes in one process, each with its own listener and
+//! clients, timings shortened (heartbeat 200 ms, dead after 1 s) so faults resolve quickly.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use support::{Ws, connect};
+use tokio_tungstenite::tungstenite::Message;
+use wse_core::cluster::{BackoffConfig, DlqReason};
+use wse_core::config::ServerConfig;
+use wse_runtime::cluster::{ClusterConfig, ClusterError, LinkTimings, TlsFiles};
+use wse_runtime::net::{TcpConnector, TcpListener};
+use wse_runtime::server::{ServerEvent, ServerHandle};
+
+/// One node: its server and the address of its cluster listener.
+struct Node {
+    server: ServerHandle,
+    addr: String,
+    listener: Option<TcpListener>,
+}
+
+async fn node(recovery: bool) -> Node {
+    let config = ServerConfig {
+        port: 0,
+        recovery_enabled: recovery,
+        ..Default::default()
+    };
+    let server = ServerHandle::start(&config).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = wse_runtime::net::Listener::local_addr(&listener)
+        .unwrap()
+        .to_string();
+    Node {
+        server,
+        addr,
+        listener: Some(listener),
+    }
+}
+
+fn fast(peers: Vec<String>, me: &str) -> ClusterConfig {
+    let mut c = ClusterConfig::new(peers);
+    c.cluster_addr = Some(me.to_owned());
+    c.link = LinkTimings {
+        heartbeat_interval: Duration::from_millis(200),
+        dead_after: Duration::from_secs(1),
+        handshake_timeout: Duration::from_secs(1),
+        write_timeout: Duration::from_secs(2),
+        queue_capacity: 10_000,
+        higher_id_grace: Duration::from_millis(200),
+    };
+    c.backoff = BackoffConfig {
+        initial: Duration::from_millis(100),
+        max: Duration::from_millis(500),
+        ..BackoffConfig::default()
+    };
+    c
+}
+
+fn join(n: &mut Node, peers: &[&Node]) {
+    let peers = peers.iter().map(|p| p.addr.clone()).collect();
+    let config = fast(peers, &n.addr);
+    n.server
+        .connect_cluster_on(config, n.listener.take(), TcpConnector)
+        .unwrap();
+}
+
+/// Polls `cond` every 20 ms for up to 10 s.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+async fn client(n: &Node) -> (Ws, wse_core::ConnId) {
+    let ws = connect(&n.server, None).await;
+    loop {
+        match n.server.next_event(Duration::from_secs(5)).await {
+            Some(ServerEvent::Connect(id, _)) => return (ws, id),
+            Some(_) => {}
+            None => panic!("no connect event"),
+        }
+    }
+}
+
+async fn subscribed(n: &Node, topic: &str) -> Ws {
+    let (ws, id) = client(n).await;
+    n.server
+        .subscribe_connection(id, &[topic.to_owned()], None, None)
+        .unwrap();
+    ws
+}
+
+/// The next text frame as JSON (skipping pings), within 5 s.
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("open")
+            .expect("valid");
+        if let Message::Text(t) = m {
+            return serde_json::from_str(&t).expect("JSON");
+        }
+    }
+}
+
+async fn silent(ws: &mut Ws) -> bool {
+    tokio::time::timeout(Duration::from_millis(300), ws.next())
+        .await
+        .is_err()
+}
+
+#[tokio::test]
+async fn a_broadcast_on_one_node_reaches_subscribers_on_every_node_exactly_once() {
+    let (mut a, mut b, mut c) = (node(false).await, node(false).await, node(false).await);
+    // Partial, one-sided lists: A knows B and C, B knows C, C knows nobody.
+    let (a_view, b_view) = ((b.addr.clone(), c.addr.clone()), c.addr.clone());
+    let config = fast(vec![a_view.0, a_view.1], &a.addr);
+    a.server
+        .connect_cluster_on(config, a.listener.take(), TcpConnector)
+        .unwrap();
+    let config = fast(vec![b_view], &b.addr);
+    b.server
+        .connect_cluster_on(config, b.listener.take(), TcpConnector)
+        .unwrap();
+    join(&mut c, &[]);
+    let mut wa = subscribed(&a, "news").await;
+    let mut wb = subscribed(&b, "news").await;
+    let mut wc = subscribed(&c, "news").await;
+    eventually("a full mesh", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|n| n.server.cluster_peers_count() == 2)
+    })
+    .await;
+    eventually("interest converged", || {
+        [&a, &b, &c]
+            .iter()
+            .all(|n| n.server.cluster_routes("news") == 2)
+    })
+    .await;
+    for (i, origin) in [&a, &b, &c].iter().enumerate() {
+        origin
+            .server
+            .broadcast("news", &format!(r#"{{"t":"n","p":{i}}}"#));
+        for ws in [&mut wa, &mut wb, &mut wc] {
+            let got = recv(ws).await;
+            assert_eq!(got["p"], i, "{got}");
+            assert_eq!(got["c"], "U");
+        }
+    }
+    for ws in [&mut wa, &mut wb, &mut wc] {
+        assert!(silent(ws).await, "each message exactly once");
+    }
+    for n in [&a, &b, &c] {
+        let h = n.server.health_snapshot();
+        assert_eq!(h["cluster_connected"], true);
+        assert_eq!(h["cluster_peer_count"], 2);
+        assert_eq!(h["cluster_messages_sent"], 2);
+        assert_eq!(h["cluster_messages_delivered"], 2);
+        assert_eq!(n.server.cluster_info().len(), 2);
+    }
+    for n in [&a, &b, &c] {
+        n.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn interest_routing_sends_a_topic_only_to_nodes_with_subscribers() {
+    let (mut a, mut b) = (node(false).await, node(false).await);
+    join(&mut a, &[&b]);
+    join(&mut b, &[]);
+    eventually("linked", || a.server.cluster_peers_count() == 1).await;
+    // No subscriber anywhere: nothing leaves A.
+    a.server.broadcast("quiet", "{}");
+    assert_eq!(a.server.health_snapshot()["cluster_messages_sent"], 0);
+    // A glob subscription on B makes A route the matching topics only.
+    let mut wb = subscribed(&b, "px.*").await;
+    eventually("SUB reached A", || a.server.cluster_routes("px.eur") == 1).await;
+    a.server.broadcast("px.eur", r#"{"t":"px"}"#);
+    a.server.broadcast("other", "{}");
+    assert_eq!(recv(&mut wb).await["t"], "px");
+    assert_eq!(a.server.health_snapshot()["cluster_messages_sent"], 1);
+    // The last subscriber leaving sends UNSUB.
+    drop(wb);
+    eventually("UNSUB reached A", || a.server.cluster_routes("px.eur") == 0).await;
+    a.server.stop().await;
+    b.server.stop().await;
+}
+
+#[tokio::test]
+async fn two_nodes_that_dial_each_other_keep_exactly_one_link() {
+    let (mut a, mut b) = (node(false).await, node(false).await);
+    let (aa, ba) = (a.addr.clone(), b.addr.clone());
+    a.server
+        .connect_cluster_on(fast(vec![ba], &aa), a.listener.take(), TcpConnector)
+        .unwrap();
+    b.server
+        .connect_cluster_on(
+            fast(vec![aa.clone()], &b.addr),
+            b.listener.take(),
+            TcpConnector,
+        )
+        .unwrap();
+    eventually("linked", || {
+        a.server.cluster_peers_count() == 1 && b.server.cluster_peers_count() == 1
+    })
+    .await;
+    // Several heartbeats and backoff periods later: still one link each, and it is the same one.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(a.server.cluster_peers_count(), 1);
+    assert_eq!(b.server.cluster_peers_count(), 1);
+    let (ia, ib) = (a.server.cluster_info(), b.server.cluster_info());
+    assert_eq!(ia[0].instance_id, b.server.cluster().unwrap().instance_id());
+    assert_eq!(ib[0].instance_id, a.server.cluster().unwrap().instance_id());
+    assert_eq!(ia[0].address, b.addr);
+    assert_eq!(ib[0].address, aa);
+    a.server.stop().await;
+    b.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_fails_over_to_another_node_recovers_what_it_missed() {
+    let (mut a, mut b, mut c) = (node(true).await, node(true).await, node(true).await);
+    join(&mut a, &[&b, &c]);
+    join(&mut b, &[&c]);
+    join(&mut c, &[]);
+    let mut wb = subscribed(&b, "feed").await;
+    let _wc = subscribed(&c, "feed").await;
+    eventually("interest converged", || {
+        a.server.cluster_routes("feed") == 2
+    })
+    .await;
+    let first = a.server.broadcast("feed", r#"{"t":"f","n":0}"#).unwrap();
+    let got = recv(&mut wb).await;
+    // The stamp B delivers is the origin's (D16).
+    assert_eq!(got["tp"], "feed");
+    assert_eq!(got["e"], first.0.to_string());
+    assert_eq!(got["o"], first.1);
+    // The client "loses" node B; three more messages are published meanwhile.
+    drop(wb);
+    for n in 1..4 {
+        a.server
+            .broadcast("feed", &format!(r#"{{"t":"f","n":{n}}}"#));
+    }
+    // It reconnects to node C and asks for everything after the offset it has.
+    eventually("C stored the stream", || {
+        c.server
+            .recovery_history("feed", 10)
+            .is_some_and(|h| h.messages.len() == 4)
+    })
+    .await;
+    let (mut wc2, id) = client(&c).await;
+    let epoch = first.0.to_string();
+    let outcome = c
+        .server
+        .subscribe_with_recovery(id, &["feed".into()], true, Some(&epoch), Some(first.1))
+        .unwrap();
+    assert!(outcome.recovered, "{outcome:?}");
+    for n in 1..4 {
+        let got = recv(&mut wc2).await;
+        assert_eq!(
+            (got["n"].clone(), got["o"].clone()),
+            (n.into(), (first.1 + n).into())
+        );
+        assert_eq!(got["e"], epoch);
+    }
+    for n in [&a, &b, &c] {
+        n.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_draining_node_is_sent_no_new_routed_traffic() {
+    let (mut a, mut b) = (node(false).await, node(false).await);
+    join(&mut a, &[&b]);
+    join(&mut b, &[]);
+    let _wb = subscribed(&b, "t").await;
+    eventually("interest", || a.server.cluster_routes("t") == 1).await;
+    b.server
+        .start_drain(4300, "draining", Duration::from_secs(1));
+    eventually("DRAIN reached A", || a.server.cluster_routes("t") == 0).await;
+    a.server.broadcast("t", "{}");
+    assert_eq!(a.server.health_snapshot()["cluster_messages_sent"], 0);
+    a.server.stop().await;
+    b.server.stop().await;
+}
+
+#[tokio::test]
+async fn messages_a_departed_peer_wanted_are_dead_letters() {
+    let (mut a, mut b) = (node(false).await, node(false).await);
+    join(&mut a, &[&b]);
+    join(&mut b, &[]);
+    let _wb = subscribed(&b, "t").await;
+    eventually("interest", || a.server.cluster_routes("t") == 1).await;
+    b.server.stop().await;
+    eventually("B gone", || a.server.cluster_peers_count() == 0).await;
+    a.server.broadcast("t", r#"{"x":1}"#);
+    a.server.broadcast("unwanted", "{}");
+    let dlq = a.server.get_cluster_dlq_entries();
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    assert_eq!(dlq[0].topic, "t");
+    assert_eq!(dlq[0].reason, DlqReason::PeerGone);
+    assert_eq!(dlq[0].peer, b.addr);
+    assert!(dlq[0].payload.contains(r#""x":1"#));
+    assert!(a.server.get_cluster_dlq_entries().is_empty(), "drained");
+    a.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_killed_peer_is_declared_dead_and_redialled_when_it_returns() {
+    let (mut a, b) = (node(false).await, node(false).await);
+    let b_addr = b.addr.clone();
+    join(&mut a, &[&b]);
+    let mut b = b;
+    join(&mut b, &[]);
+    eventually("linked", || a.server.cluster_peers_count() == 1).await;
+    // B vanishes without SHUTDOWN: its runtime is dropped mid-flight (a crash).
+    let Node { server, .. } = b;
+    drop(server);
+    // A finds out from the heartbeat (or the closed socket) and then redials the same
+    // address; a new node there is linked again.
+    let listener = TcpListener::bind(&b_addr).await;
+    if let Ok(listener) = listener {
+        let config = ServerConfig {
+            port: 0,
+            ..Default::default()
+        };
+        let b2 = ServerHandle::start(&config).await.unwrap();
+        b2.connect_cluster_on(fast(vec![], &b_addr), Some(listener), TcpConnector)
+            .unwrap();
+        eventually("relinked to the new B", || {
+            a.server
+                .cluster_info()
+                .first()
+                .map(|p| p.instance_id.as_str())
+                == b2.cluster().map(|c| c.instance_id())
+        })
+        .await;
+        b2.stop().await;
+    }
+    a.server.stop().await;
+}
+
+#[tokio::test]
+async fn connect_cluster_refuses_what_upstream_refuses() {
+    let n = node(false).await;
+    let mut seeds = ClusterConfig::new(vec![]);
+    seeds.seeds = vec!["127.0.0.1:1".into()];
+    let err = n
+        .server
+        .connect_cluster_on(seeds, None::<TcpListener>, TcpConnector)
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::SeedsNeedAddr), "{err}");
+    let bad = ClusterConfig::new(vec!["no-port".into()]);
+    let err = n
+        .server
+        .connect_cluster_on(bad, None::<TcpListener>, TcpConnector)
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::BadAddress(_)), "{err}");
+    let partial = TlsFiles::from_parts(Some("a.pem".into()), None, None).unwrap_err();
+    assert!(
+        partial.to_string().starts_with("Partial TLS config: "),
+        "{partial}"
+    );
+    n.server
+        .connect_cluster_on(
+            ClusterConfig::new(vec![]),
+            None::<TcpListener>,
+            TcpConnector,
+        )
+        .unwrap();
+    let again = n
+        .server
+        .connect_cluster_on(
+            ClusterConfig::new(vec![]),
+            None::<TcpListener>,
+            TcpConnector,
+        )
+        .unwrap_err();
+    assert_eq!(again.to_string(), "Cluster already connected");
+    assert!(matches!(
+        n.server.reload_cluster_tls(&TlsFiles {
+            cert: "c".into(),
+            key: "k".into(),
+            ca: "a".into()
+        }),
+        Err(ClusterError::TlsNotConfigured)
+    ));
+    n.server.stop().await;
+}
