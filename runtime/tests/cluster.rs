@@ -396,3 +396,120 @@ async fn connect_cluster_refuses_what_upstream_refuses() {
     ));
     n.server.stop().await;
 }
+
+/// Certificates made at test time: a CA and node certificates for 127.0.0.1, written as PEM
+/// files in a fresh directory.
+mod pki {
+    use std::path::PathBuf;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use wse_runtime::cluster::TlsFiles;
+
+    pub(crate) struct Ca {
+        issuer: CertifiedIssuer<'static, KeyPair>,
+        dir: PathBuf,
+    }
+
+    impl Ca {
+        pub(crate) fn new(name: &str) -> Ca {
+            let mut params = CertificateParams::default();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            let key = KeyPair::generate().expect("CA key");
+            let issuer = CertifiedIssuer::self_signed(params, key).expect("CA");
+            let dir = std::env::temp_dir().join(format!(
+                "wse-cluster-pki-{}-{name}-{}",
+                std::process::id(),
+                rand_suffix()
+            ));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            std::fs::write(dir.join("ca.pem"), issuer.pem()).expect("write CA");
+            Ca { issuer, dir }
+        }
+
+        /// Files for a node named `name` (SAN 127.0.0.1).
+        pub(crate) fn node(&self, name: &str) -> TlsFiles {
+            let key = KeyPair::generate().expect("node key");
+            let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("SAN");
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages = vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+            let cert = params.signed_by(&key, &self.issuer).expect("node cert");
+            let (cert_path, key_path) = (
+                self.dir.join(format!("{name}.pem")),
+                self.dir.join(format!("{name}.key")),
+            );
+            std::fs::write(&cert_path, cert.pem()).expect("write cert");
+            std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+            TlsFiles {
+                cert: cert_path,
+                key: key_path,
+                ca: self.dir.join("ca.pem"),
+            }
+        }
+    }
+
+    impl Drop for Ca {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(0);
+        h.finish()
+    }
+}
+
+fn join_tls(n: &mut Node, peers: &[&Node], tls: TlsFiles) {
+    let mut config = fast(peers.iter().map(|p| p.addr.clone()).collect(), &n.addr);
+    config.tls = Some(tls);
+    n.server
+        .connect_cluster_on(config, n.listener.take(), TcpConnector)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_mtls_mesh_links_routes_and_never_admits_a_node_from_another_ca() {
+    let ca = pki::Ca::new("cluster");
+    let rogue_ca = pki::Ca::new("rogue");
+    let (mut a, mut b, mut r) = (node(false).await, node(false).await, node(false).await);
+    join_tls(&mut a, &[&b], ca.node("a"));
+    join_tls(&mut b, &[], ca.node("b"));
+    // The rogue node dials both, and both dial it back (it is in nobody's list, but it tries).
+    join_tls(&mut r, &[&a, &b], rogue_ca.node("r"));
+    let mut wb = subscribed(&b, "secure").await;
+    eventually("A and B linked over mTLS", || {
+        a.server.cluster_routes("secure") == 1
+    })
+    .await;
+    a.server.broadcast("secure", r#"{"t":"s"}"#);
+    assert_eq!(recv(&mut wb).await["t"], "s");
+    // Several dial periods later the rogue is still alone, and A–B is untouched.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(r.server.cluster_peers_count(), 0);
+    assert_eq!(a.server.cluster_peers_count(), 1);
+    assert_eq!(b.server.cluster_peers_count(), 1);
+    // A reload with unreadable files is refused and changes nothing; a good one is accepted.
+    let bad = TlsFiles {
+        cert: "/nonexistent/cert.pem".into(),
+        key: "/nonexistent/key.pem".into(),
+        ca: "/nonexistent/ca.pem".into(),
+    };
+    let err = a.server.reload_cluster_tls(&bad).unwrap_err();
+    assert!(err.to_string().starts_with("TLS config error: "), "{err}");
+    a.server.reload_cluster_tls(&ca.node("a2")).unwrap();
+    a.server.broadcast("secure", r#"{"t":"s2"}"#);
+    assert_eq!(recv(&mut wb).await["t"], "s2");
+    for n in [&a, &b, &r] {
+        n.server.stop().await;
+    }
+}

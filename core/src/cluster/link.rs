@@ -430,6 +430,13 @@ impl Link {
         Ok(())
     }
 
+    /// Until the peer's own RESYNC arrives, route as if it still wanted what it wanted on its
+    /// previous link: a reconnecting peer then misses nothing published between the HELLO and
+    /// its RESYNC, which replaces this assumption when it comes.
+    pub fn assume_interest(&mut self, interest: PeerInterest) {
+        self.interest = interest;
+    }
+
     /// Offers a publication. Routed when the session is established, the peer is not draining
     /// and wants the topic (or cannot say, without interest routing). Compressed when
     /// `COMPRESSION` was negotiated, with the trailer when `RECOVERY` was.

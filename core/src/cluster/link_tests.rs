@@ -375,3 +375,25 @@ fn a_second_hello_is_a_protocol_error() {
         Err(LinkError::Protocol("second HELLO"))
     );
 }
+
+#[test]
+fn an_assumed_interest_routes_until_the_peers_resync_replaces_it() {
+    let mut a = Link::dial(cfg("a"), T0);
+    a.handle_frame(PeerFrame::hello("b", Capabilities::ALL), T0)
+        .unwrap();
+    let mut before = PeerInterest::new();
+    before.subscribe("t");
+    a.assume_interest(before);
+    a.start_session(&[], None, &[]).unwrap();
+    assert_eq!(a.route_msg("t", "{}", None), Routed::Queued);
+    a.handle_frame(
+        PeerFrame::Resync {
+            topics: vec!["u".into()],
+            continuation: false,
+        },
+        T0,
+    )
+    .unwrap();
+    assert_eq!(a.route_msg("t", "{}", None), Routed::Skipped);
+    assert_eq!(a.route_msg("u", "{}", None), Routed::Queued);
+}

@@ -177,13 +177,16 @@ impl Inner {
         mesh.links.insert(slot.serial, Arc::clone(slot));
         mesh.by_remote
             .insert(remote.instance_id.clone(), slot.serial);
-        mesh.departed.remove(&remote.instance_id);
+        let previous = mesh.departed.remove(&remote.instance_id);
         *lock(&slot.registered) = Some(Registered {
             remote,
             connected_at_ms: wall.unix_millis(),
         });
         let known: Vec<String> = mesh.addr_of.values().cloned().collect();
         let mut link = lock(&slot.link);
+        if let Some(previous) = previous {
+            link.assume_interest(previous.interest);
+        }
         let started = link
             .start_session(keys, self.config.cluster_addr.as_deref(), &known)
             .and_then(|()| {
