@@ -87,3 +87,33 @@ write("glob_match", "backtracking", "\x00*a*a*a*a*b\n" + "a" * 40)
 write("topic_acl", "claim_and_topics",
       '\x00{"allow":["chat:*","data:*"],"deny":["data:internal:*"],"publish":["chat:*"]}\n'
       "chat:lobby\ndata:*\ndata:internal:audit\ndata:public\n")
+
+
+def peer(ty, topic=b"", payload=b"", flags=0, trailer=b""):
+    """One cluster peer frame (UPSTREAM §10.2-§10.4): u32 BE length, 8-byte header, body."""
+    inner = struct.pack("<BBHI", ty, flags, len(topic), len(payload)) + topic + payload + trailer
+    return struct.pack(">I", len(inner)) + inner
+
+
+peer_hello = peer(0x04, payload=b"WSE\0" + struct.pack("<HH", 1, 36)
+                  + b"0190a5f2-7c3e-7a11-8b2d-3f4e5a6b7c8d" + struct.pack("<I", 0x0F))
+peer_session = (peer_hello
+                + peer(0x08, payload=b"news\nprices.*")
+                + peer(0x09, topic=b"10.0.0.2:9000")
+                + peer(0x0A, payload=struct.pack("<H", 2) + struct.pack("<H", 13) + b"10.0.0.3:9000"
+                       + struct.pack("<H", 13) + b"10.0.0.4:9000")
+                + peer(0x02) + peer(0x03)
+                + peer(0x06, topic=b"sports") + peer(0x07, topic=b"news")
+                + peer(0x01, topic=b"news", payload=b'{"c":"U","t":"n","p":1}', flags=0x02,
+                       trailer=struct.pack("<IQ", 0xabcd, 41))
+                + peer(0x0B, topic=b"room", payload=struct.pack("<BQH", 0, 1764000000123, 5)
+                       + b"alice" + b'{"s":"on"}')
+                + peer(0x0C, payload=b'{"room":{}}')
+                + peer(0x0D) + peer(0x42) + peer(0x05))
+# Raw mode (byte 0 even); byte 1 picks the chunk sizes.
+write("cluster_frame", "full_session_single_bytes", b"\x00\x00" + peer_session)
+write("cluster_frame", "full_session_one_push", b"\x00\x05" + peer_session)
+write("cluster_frame", "bad_magic_hello", b"\x00\x03" + peer_hello.replace(b"WSE\0", b"WSX\0"))
+write("cluster_frame", "oversized_length", b"\x00\x04" + struct.pack(">I", (1 << 20) + 1) + b"\x01")
+write("cluster_frame", "msg_claims_zstd_but_is_not", b"\x00\x02"
+      + peer(0x01, topic=b"t", payload=b"\x28\xb5\x2f\xfd garbage", flags=0x01))
