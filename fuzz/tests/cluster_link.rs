@@ -231,8 +231,12 @@ fn cluster_link() {
                                 ..
                             } => {
                                 data_waiting -= 1;
-                                assert!(!compressed || peer_caps.contains(Capabilities::COMPRESSION));
-                                assert!(trailer.is_none() || peer_caps.contains(Capabilities::RECOVERY));
+                                assert!(
+                                    !compressed || peer_caps.contains(Capabilities::COMPRESSION)
+                                );
+                                assert!(
+                                    trailer.is_none() || peer_caps.contains(Capabilities::RECOVERY)
+                                );
                             }
                             PeerFrame::Sub { .. }
                             | PeerFrame::Unsub { .. }
@@ -246,7 +250,11 @@ fn cluster_link() {
                 }
                 Op::Close => {
                     let unsent = link.close();
-                    assert_eq!(unsent.len(), data_waiting, "close hands back every data frame");
+                    assert_eq!(
+                        unsent.len(),
+                        data_waiting,
+                        "close hands back every data frame"
+                    );
                     data_waiting = 0;
                     closed = true;
                 }
@@ -256,7 +264,10 @@ fn cluster_link() {
                 assert!(link.is_closed());
                 assert_eq!(link.poll_timeout(), None);
             }
-            assert!(sent_before_hello <= 1, "more than the HELLO before the exchange");
+            assert!(
+                sent_before_hello <= 1,
+                "more than the HELLO before the exchange"
+            );
             assert!(data_waiting <= capacity);
         }
         // A PING received on a live link is answered (the PONG is queued, not lost).

@@ -543,3 +543,70 @@ fn http(port: u16, method: &str, path: &str, api_key: &str, body: &str) -> (u16,
         .expect("a status line");
     (status, body.to_owned())
 }
+
+/// Two `wse` processes with only one knowing the other (CONTRACT D14) form a cluster; a
+/// publish through node 1's HTTP API reaches a client subscribed on node 2, with the stamp node
+/// 1 gave it.
+#[tokio::test]
+async fn two_wse_nodes_form_a_cluster_and_an_http_publish_reaches_the_other_node() {
+    let (p1, p2, c1, c2) = (free_port(), free_port(), free_port(), free_port());
+    let (log1, log2) = (stderr_file("cluster-1"), stderr_file("cluster-2"));
+    let spawn = |port: u16, cport: u16, peers: &str, log: &Path| {
+        let mut cmd = configured_wse(port);
+        cmd.env("WSE_RECOVERY_ENABLED", "true")
+            .env("WSE_CLUSTER_PORT", cport.to_string())
+            .env("WSE_CLUSTER_BIND_HOST", "127.0.0.1")
+            .env("WSE_CLUSTER_ADDR", format!("127.0.0.1:{cport}"))
+            .env("WSE_CLUSTER_PEERS", peers)
+            .stderr(std::fs::File::create(log).unwrap());
+        KillOnDrop(cmd.spawn().unwrap())
+    };
+    let mut n1 = spawn(p1, c1, &format!("127.0.0.1:{c2}"), &log1);
+    let mut n2 = spawn(p2, c2, "", &log2);
+    let mut ws = connect_when_up(p2, &minted_token("bob"), &log2).await;
+    let request =
+        r#"{"c":"WSE","t":"subscription_update","p":{"action":"subscribe","topics":["news"]}}"#;
+    ws.send(Message::text(request)).await.unwrap();
+    // Until the link is up and node 2's interest reached node 1, a publish is not routed; keep
+    // publishing (bounded) until the client sees one.
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no routed message\n{}\n{}",
+            std::fs::read_to_string(&log1).unwrap(),
+            std::fs::read_to_string(&log2).unwrap()
+        );
+        let (status, body) = http(
+            p1,
+            "POST",
+            "/api/publish",
+            API_KEY,
+            r#"{"topic":"news","data":{"t":"headline","p":{"h":"across"}}}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        let next = tokio::time::timeout(Duration::from_millis(300), ws.next()).await;
+        if let Ok(Some(Ok(Message::Text(t)))) = next {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if v["t"] == "headline" {
+                break v;
+            }
+        }
+    };
+    assert_eq!(got["p"]["h"], "across");
+    assert_eq!(
+        got["tp"], "news",
+        "the origin's recovery stamp travels: {got}"
+    );
+    let (_, info) = http(p1, "GET", "/api/info", API_KEY, "");
+    let info: serde_json::Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(
+        info["cluster"]["peers"][0]["address"],
+        format!("127.0.0.1:{c2}")
+    );
+    drop(ws);
+    for n in [&mut n1, &mut n2] {
+        send_signal(&n.0, "TERM");
+        assert!(wait_exit(&mut n.0).success());
+    }
+}

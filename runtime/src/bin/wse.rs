@@ -161,6 +161,25 @@ async fn run_server(loaded: Loaded) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(cluster) = config.cluster.clone() {
+        let (port, peers, seeds) = (
+            cluster.cluster_port,
+            cluster.peers.len(),
+            cluster.seeds.len(),
+        );
+        if let Err(e) = handle.connect_cluster(cluster).await {
+            eprintln!("wse: cluster: {e}");
+            handle.stop().await;
+            return ExitCode::from(1);
+        }
+        info!(
+            instance_id = handle.cluster().map(|c| c.instance_id().to_owned()),
+            cluster_port = port,
+            peers,
+            seeds,
+            "cluster started"
+        );
+    }
     info!(
         addr = %handle.local_addr(),
         recovery = config.server.recovery_enabled,

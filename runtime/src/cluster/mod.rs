@@ -54,7 +54,7 @@ pub const CAPABILITIES: Capabilities = Capabilities(
 );
 
 /// What `connect_cluster` takes (UPSTREAM §10.10) plus the timings, which tests shorten.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClusterConfig {
     /// Static peers (`host:port`), dialled and redialled forever; ignored when `seeds` is set.
     pub peers: Vec<String>,
@@ -77,7 +77,7 @@ pub struct ClusterConfig {
 }
 
 /// Link timings (UPSTREAM §10.5 values by default).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkTimings {
     /// PING period.
     pub heartbeat_interval: Duration,

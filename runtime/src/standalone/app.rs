@@ -293,7 +293,7 @@ impl App {
             return;
         }
         debug!(%conn, %topic, "client publish");
-        self.server.broadcast_local(topic, &data.to_string());
+        self.server.broadcast(topic, &data.to_string());
     }
 
     /// The connection's publish rights: its ACL's publish globs (the default ACL's when it was

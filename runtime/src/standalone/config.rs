@@ -31,6 +31,8 @@ use wse_core::auth::TopicAcl;
 use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
 use wse_core::conn::ConnSettings;
 
+use crate::cluster::{ClusterConfig, TlsFiles};
+
 /// Largest TOML or secret file read (a PEM key is a few KiB).
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 /// Bytes of a generated development JWT secret (the HS256 minimum).
@@ -62,6 +64,8 @@ pub struct StandaloneConfig {
     pub log_level: String,
     /// How long a shutdown waits for clients to close after the 4300 drain, in seconds.
     pub drain_timeout_secs: u64,
+    /// The cluster to join at start (`cluster_peers`, `cluster_seeds` or `cluster_port` set).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl fmt::Debug for StandaloneConfig {
@@ -80,6 +84,7 @@ impl fmt::Debug for StandaloneConfig {
             .field("console", &self.console)
             .field("log_level", &self.log_level)
             .field("drain_timeout_secs", &self.drain_timeout_secs)
+            .field("cluster", &self.cluster)
             .finish()
     }
 }
@@ -331,6 +336,30 @@ pub struct Options {
     /// Shutdown: how long clients get to close after the 4300 drain, seconds [default: 10]
     #[arg(long, global = true, value_name = "SECS")]
     pub drain_timeout_secs: Option<u64>,
+    /// Cluster peers to dial and keep dialling, host:port, comma-separated (docs/cluster.md)
+    #[arg(long, global = true, value_name = "ADDRS", value_delimiter = ',')]
+    pub cluster_peers: Option<Vec<String>>,
+    /// Cluster seeds, host:port, comma-separated; replace cluster_peers, need cluster_addr
+    #[arg(long, global = true, value_name = "ADDRS", value_delimiter = ',')]
+    pub cluster_seeds: Option<Vec<String>>,
+    /// The host:port other nodes reach this node's cluster port at (announced to peers)
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub cluster_addr: Option<String>,
+    /// Port inbound cluster peers connect to; without it this node only dials
+    #[arg(long, global = true, value_name = "PORT")]
+    pub cluster_port: Option<u16>,
+    /// Address the cluster port binds [default: 0.0.0.0]
+    #[arg(long, global = true, value_name = "HOST")]
+    pub cluster_bind_host: Option<String>,
+    /// mTLS: this node's certificate chain (PEM); all three TLS files or none
+    #[arg(long, global = true, value_name = "PATH")]
+    pub cluster_tls_cert: Option<PathBuf>,
+    /// mTLS: this node's private key (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub cluster_tls_key: Option<PathBuf>,
+    /// mTLS: the CA bundle peers' certificates must chain to (PEM)
+    #[arg(long, global = true, value_name = "PATH")]
+    pub cluster_tls_ca: Option<PathBuf>,
 }
 
 /// Why the configuration cannot be used. Every variant names the option, variable or file.
@@ -515,6 +544,9 @@ pub fn options_from_toml_file(path: &Path) -> Result<Options, LoadError> {
         &mut options.jwt_private_key_file,
         &mut options.api_key_file,
         &mut options.signing_secret_file,
+        &mut options.cluster_tls_cert,
+        &mut options.cluster_tls_key,
+        &mut options.cluster_tls_ca,
     ] {
         if let Some(f) = file.as_mut().filter(|f| f.is_relative()) {
             *f = base.join(&*f);
@@ -628,6 +660,14 @@ impl Options {
             console: higher.console.or(self.console),
             log_level: higher.log_level.or(self.log_level),
             drain_timeout_secs: higher.drain_timeout_secs.or(self.drain_timeout_secs),
+            cluster_peers: higher.cluster_peers.or(self.cluster_peers),
+            cluster_seeds: higher.cluster_seeds.or(self.cluster_seeds),
+            cluster_addr: higher.cluster_addr.or(self.cluster_addr),
+            cluster_port: higher.cluster_port.or(self.cluster_port),
+            cluster_bind_host: higher.cluster_bind_host.or(self.cluster_bind_host),
+            cluster_tls_cert: higher.cluster_tls_cert.or(self.cluster_tls_cert),
+            cluster_tls_key: higher.cluster_tls_key.or(self.cluster_tls_key),
+            cluster_tls_ca: higher.cluster_tls_ca.or(self.cluster_tls_ca),
         }
     }
 }
@@ -781,6 +821,7 @@ fn inline_secret_hint(key: &str) -> Option<&'static str> {
 
 /// Builds and validates the configuration from merged options and secret sources.
 fn resolve(o: Options, secrets: &Secrets) -> Result<Loaded, LoadError> {
+    let cluster = cluster_config(&o)?;
     let d = ServerConfig::default();
     let algorithm = match &o.jwt_algorithm {
         Some(a) => a
@@ -883,11 +924,56 @@ fn resolve(o: Options, secrets: &Secrets) -> Result<Loaded, LoadError> {
             console: o.console.unwrap_or(StandaloneDefaults::CONSOLE),
             log_level,
             drain_timeout_secs,
+            cluster,
         },
         jwt_secret_generated,
         api_key_generated,
         unknown_env: Vec::new(),
     })
+}
+
+/// The cluster section: `None` unless peers, seeds or a cluster port are configured. The TLS
+/// files are checked to be all three or none here and read when the cluster starts.
+fn cluster_config(o: &Options) -> Result<Option<ClusterConfig>, LoadError> {
+    let peers = o.cluster_peers.clone().map_or_else(Vec::new, without_empty);
+    let seeds = o.cluster_seeds.clone().map_or_else(Vec::new, without_empty);
+    if peers.is_empty() && seeds.is_empty() && o.cluster_port.is_none() {
+        let stray = [
+            ("cluster_addr", o.cluster_addr.is_some()),
+            ("cluster_bind_host", o.cluster_bind_host.is_some()),
+            ("cluster_tls_cert", o.cluster_tls_cert.is_some()),
+            ("cluster_tls_key", o.cluster_tls_key.is_some()),
+            ("cluster_tls_ca", o.cluster_tls_ca.is_some()),
+        ];
+        if let Some((option, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(LoadError::invalid(
+                *option,
+                "needs cluster_peers, cluster_seeds or cluster_port (no cluster is configured)",
+            ));
+        }
+        return Ok(None);
+    }
+    let mut config = ClusterConfig::new(peers);
+    config.seeds = seeds;
+    config.cluster_addr = o.cluster_addr.clone();
+    config.cluster_port = o.cluster_port;
+    if let Some(host) = &o.cluster_bind_host {
+        config.bind_host = host.clone();
+    }
+    config.tls = TlsFiles::from_parts(
+        o.cluster_tls_cert.clone(),
+        o.cluster_tls_key.clone(),
+        o.cluster_tls_ca.clone(),
+    )
+    .map_err(|e| LoadError::invalid("cluster_tls_cert", e.to_string()))?;
+    config.validate().map_err(|e| {
+        let option = match e {
+            crate::cluster::ClusterError::SeedsNeedAddr => "cluster_addr",
+            _ => "cluster_peers",
+        };
+        LoadError::invalid(option, e.to_string())
+    })?;
+    Ok(Some(config))
 }
 
 /// The option behind a [`wse_core::config::ConfigError`] field: the core spells fields as the

@@ -267,6 +267,22 @@ fn every_option(dir: &std::path::Path) -> Vec<(&'static str, String, String)> {
         ("console", s("false"), s("false")),
         ("log_level", s("debug"), q("debug")),
         ("drain_timeout_secs", s("30"), s("30")),
+        (
+            "cluster_peers",
+            s("10.0.0.2:7100,node-c:7100"),
+            s(r#"["10.0.0.2:7100", "node-c:7100"]"#),
+        ),
+        (
+            "cluster_seeds",
+            s("10.0.0.9:7100"),
+            s(r#"["10.0.0.9:7100"]"#),
+        ),
+        ("cluster_addr", s("10.0.0.1:7100"), q("10.0.0.1:7100")),
+        ("cluster_port", s("7100"), s("7100")),
+        ("cluster_bind_host", s("127.0.0.1"), q("127.0.0.1")),
+        ("cluster_tls_cert", s("/pki/node.pem"), q("/pki/node.pem")),
+        ("cluster_tls_key", s("/pki/node.key"), q("/pki/node.key")),
+        ("cluster_tls_ca", s("/pki/ca.pem"), q("/pki/ca.pem")),
     ]
 }
 
@@ -328,6 +344,52 @@ fn expect_every_option(loaded: &Loaded) {
     assert_eq!(c.default_allow, ["chat:*", "news:*"]);
     assert_eq!(c.default_deny, ["chat:admin"]);
     assert_eq!((c.log_level.as_str(), c.drain_timeout_secs), ("debug", 30));
+    let mut cluster =
+        crate::cluster::ClusterConfig::new(vec!["10.0.0.2:7100".into(), "node-c:7100".into()]);
+    cluster.seeds = vec!["10.0.0.9:7100".into()];
+    cluster.cluster_addr = Some("10.0.0.1:7100".into());
+    cluster.cluster_port = Some(7100);
+    cluster.bind_host = "127.0.0.1".into();
+    cluster.tls = Some(crate::cluster::TlsFiles {
+        cert: "/pki/node.pem".into(),
+        key: "/pki/node.key".into(),
+        ca: "/pki/ca.pem".into(),
+    });
+    assert_eq!(c.cluster, Some(cluster));
+}
+
+#[test]
+fn no_cluster_unless_peers_seeds_or_a_port_and_cluster_errors_name_the_option() {
+    assert_eq!(load_ok(&cli(&[]), &env(&[])).config.cluster, None);
+    let port_only = load_ok(&cli(&["--cluster-port", "7100"]), &env(&[]));
+    let c = port_only.config.cluster.expect("a listening-only node");
+    assert_eq!(
+        (c.cluster_port, c.peers.len(), c.bind_host.as_str()),
+        (Some(7100), 0, "0.0.0.0")
+    );
+    let cases: [(&[&str], &str); 4] = [
+        (&["--cluster-addr", "10.0.0.1:7100"], "cluster_addr"),
+        (&["--cluster-seeds", "10.0.0.9:7100"], "cluster_addr"),
+        (&["--cluster-peers", "no-port"], "cluster_peers"),
+        (
+            &["--cluster-port", "7100", "--cluster-tls-cert", "/c.pem"],
+            "cluster_tls_cert",
+        ),
+    ];
+    for (args, option) in cases {
+        let err = load(&cli(args), &env(&[])).unwrap_err();
+        assert_eq!(invalid_option(err), option, "{args:?}");
+    }
+    // The TLS variables are the original's names.
+    let tls = load_ok(
+        &cli(&["--cluster-port", "7100"]),
+        &env(&[
+            ("WSE_CLUSTER_TLS_CERT", "/c.pem"),
+            ("WSE_CLUSTER_TLS_KEY", "/k.pem"),
+            ("WSE_CLUSTER_TLS_CA", "/ca.pem"),
+        ]),
+    );
+    assert!(tls.config.cluster.unwrap().tls.is_some());
 }
 
 #[test]

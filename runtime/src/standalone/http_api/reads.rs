@@ -61,6 +61,10 @@ pub(super) fn info(server: &Server) -> HttpResponse {
             "messages_sent_total": sample(&metrics, "wse_messages_sent_total"),
             "bytes_received_total": sample(&metrics, "wse_bytes_received_total"),
             "bytes_sent_total": sample(&metrics, "wse_bytes_sent_total"),
+            "cluster": server.cluster().map(|c| json!({
+                "instance_id": c.instance_id(),
+                "peers": server.cluster_info_json(),
+            })),
         }),
     )
 }

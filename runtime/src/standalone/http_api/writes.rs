@@ -16,8 +16,8 @@ pub(super) const MAX_CLOSE_REASON_BYTES: usize = 123;
 /// Close code of `/api/disconnect` when none is given.
 pub(super) const DEFAULT_CLOSE_CODE: u16 = 1000;
 
-/// `POST /api/publish {"topic", "data"}`: `broadcast_local` (recovery stamping, ACL checked at
-/// delivery).
+/// `POST /api/publish {"topic", "data"}`: `broadcast` (this node and the cluster peers with
+/// subscribers; recovery stamping, ACL checked at delivery).
 pub(super) fn publish(
     server: &Server,
     body: &Map<String, Value>,
@@ -25,7 +25,7 @@ pub(super) fn publish(
     let topic = required_str(body, "topic")?;
     check_topic(topic)?;
     let text = message_text(body)?;
-    server.broadcast_local(topic, &text);
+    server.broadcast(topic, &text);
     Ok(ok())
 }
 
