@@ -90,6 +90,10 @@ enum Command {
         /// Publications per second (0 = as fast as possible).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// Cluster fan-out: subscribers connect round-robin to these nodes (repeat the flag),
+        /// the publisher is --url.
+        #[arg(long = "sub-url")]
+        sub_urls: Vec<String>,
     },
     /// N connections each send M messages pipelined; the server drains and counts them.
     Inbound {
@@ -129,6 +133,12 @@ enum Command {
         /// Connection cap.
         #[arg(long, default_value_t = 100_000)]
         max_connections: usize,
+        /// Join a cluster: this node's cluster port (on --host).
+        #[arg(long)]
+        cluster_port: Option<u16>,
+        /// Cluster peers to dial, host:port (repeat the flag).
+        #[arg(long = "cluster-peer")]
+        cluster_peers: Vec<String>,
     },
 }
 
@@ -141,6 +151,8 @@ async fn main() -> std::process::ExitCode {
         host,
         port,
         max_connections,
+        cluster_port,
+        cluster_peers,
     } = &cli.command
     {
         let config = BenchServerConfig {
@@ -148,6 +160,8 @@ async fn main() -> std::process::ExitCode {
             port: *port,
             secret,
             max_connections: *max_connections,
+            cluster_port: *cluster_port,
+            cluster_peers: cluster_peers.clone(),
         };
         return match serve::start(&config).await {
             Ok(handle) => {
@@ -214,7 +228,18 @@ async fn run(cli: &Cli, secret: Vec<u8>) -> Result<Value, Box<dyn std::error::Er
             messages,
             size,
             rate,
+            ref sub_urls,
         } => {
+            let mut subscriber_targets = Vec::new();
+            for url in sub_urls {
+                let (addr, path) = parse_url(url)?;
+                subscriber_targets.push(Arc::new(Target::new(
+                    addr,
+                    &path,
+                    common.target.secret.clone(),
+                    cli.sources,
+                )));
+            }
             scenarios::fanout(
                 &common,
                 Fanout {
@@ -222,6 +247,7 @@ async fn run(cli: &Cli, secret: Vec<u8>) -> Result<Value, Box<dyn std::error::Er
                     messages,
                     size,
                     rate,
+                    subscriber_targets,
                 },
             )
             .await

@@ -206,7 +206,8 @@ type OnOpen = Arc<dyn Fn(Ws, usize, watch::Receiver<bool>) -> JoinHandle<()> + S
 
 /// `total` connections named `<prefix><i>`, opened by the users of one goose attack.
 struct Pool {
-    target: Arc<Target>,
+    /// Connection `i` goes to `targets[i % len]`.
+    targets: Vec<Arc<Target>>,
     prefix: &'static str,
     total: usize,
     next: AtomicUsize,
@@ -222,8 +223,19 @@ struct Pool {
 
 impl Pool {
     fn new(common: &Common, prefix: &'static str, total: usize, on_open: OnOpen) -> Arc<Pool> {
+        Pool::spread(vec![common.target.clone()], prefix, total, on_open)
+    }
+
+    /// A pool whose connections go round-robin to `targets` (several cluster nodes).
+    fn spread(
+        targets: Vec<Arc<Target>>,
+        prefix: &'static str,
+        total: usize,
+        on_open: OnOpen,
+    ) -> Arc<Pool> {
+        assert!(!targets.is_empty(), "a pool needs a target");
         Arc::new(Pool {
-            target: common.target.clone(),
+            targets,
             prefix,
             total,
             next: AtomicUsize::new(0),
@@ -256,7 +268,8 @@ impl Pool {
                         break;
                     }
                     let t = Instant::now();
-                    match pool.target.connect(&format!("{}{i}", pool.prefix)).await {
+                    let target = &pool.targets[i % pool.targets.len()];
+                    match target.connect(&format!("{}{i}", pool.prefix)).await {
                         Ok((ws, took)) => {
                             record(&mut lock(&pool.hist), took);
                             let task = (pool.on_open)(ws, i, pool.done.subscribe());
@@ -356,8 +369,15 @@ where
 
 /// Opens the control connection and reads the server's stats.
 async fn control_conn(common: &Common) -> Result<(Ws, Map<String, Value>), ScenarioError> {
-    let (mut ws, _) = common.target.connect("ctl-0").await?;
-    let stats = bench_stats(&mut ws, common.timeout).await?;
+    control_conn_to(&common.target, common.timeout).await
+}
+
+async fn control_conn_to(
+    target: &Target,
+    timeout: Duration,
+) -> Result<(Ws, Map<String, Value>), ScenarioError> {
+    let (mut ws, _) = target.connect("ctl-0").await?;
+    let stats = bench_stats(&mut ws, timeout).await?;
     Ok((ws, stats))
 }
 
@@ -409,7 +429,7 @@ struct FanoutTally {
 }
 
 /// Fan-out parameters.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Fanout {
     /// Subscribers.
     pub subscribers: usize,
@@ -419,6 +439,9 @@ pub struct Fanout {
     pub size: usize,
     /// Publications per second (0 = as fast as the server publishes).
     pub rate: u64,
+    /// Cluster fan-out: the subscribers connect round-robin to these nodes, the publisher is
+    /// `common.target`; empty means everything on `common.target`.
+    pub subscriber_targets: Vec<Arc<Target>>,
 }
 
 /// N subscribers to `bench`, K publications of S bytes: deliveries/s, e2e latency, loss, and
@@ -439,18 +462,59 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
             tokio::spawn(reader.run(ws, stop))
         })
     };
-    let pool = Pool::new(common, "f-", p.subscribers, on_open);
+    let clustered = !p.subscriber_targets.is_empty();
+    let targets = if clustered {
+        p.subscriber_targets.clone()
+    } else {
+        vec![common.target.clone()]
+    };
+    let pool = Pool::spread(targets.clone(), "f-", p.subscribers, on_open);
     let expected = p.subscribers as u64 * p.messages;
     let controller = async {
         let (mut ctl, _) = control_conn(common).await?;
+        // One control connection per subscriber node (the publisher's own when not clustered).
+        let mut node_ctls = Vec::new();
+        if clustered {
+            for t in &targets {
+                node_ctls.push(control_conn_to(t, common.timeout).await?.0);
+            }
+        }
         pool.begin();
         pool.wait_settled(common.timeout).await?;
         let want = pool.opened.load(Ordering::Relaxed) as u64;
-        let stats = poll_stats(&mut ctl, common.timeout, |s| {
-            u64_of(s, "subscribers") >= want
-        })
-        .await?;
+        let mut pids = Vec::new();
+        let stats = if clustered {
+            let mut subscribed = 0;
+            for ws in &mut node_ctls {
+                let s = poll_stats(ws, common.timeout, |s| u64_of(s, "subscribers") > 0).await?;
+                subscribed += u64_of(&s, "subscribers");
+                pids.push(pid_of(&s));
+            }
+            if subscribed < want {
+                return Err(ScenarioError::Timeout(format!(
+                    "{subscribed} of {want} subscribers registered on the subscriber nodes"
+                )));
+            }
+            // Interest converged: the publisher routes the topic to every subscriber node.
+            let nodes = targets.len() as u64;
+            poll_stats(&mut ctl, common.timeout, |s| match s.get("routes") {
+                Some(r) => r.as_u64().unwrap_or(0) >= nodes,
+                None => true,
+            })
+            .await?
+        } else {
+            poll_stats(&mut ctl, common.timeout, |s| {
+                u64_of(s, "subscribers") >= want
+            })
+            .await?
+        };
         let pid = pid_of(&stats);
+        pids.push(pid);
+        pids.sort_unstable();
+        pids.dedup();
+        let nodes_cpu =
+            |pids: &[u32]| -> Option<f64> { pids.iter().map(|p| procfs::cpu_seconds(*p)).sum() };
+        let all0 = nodes_cpu(&pids);
         let cpu0 = procfs::cpu_seconds(pid);
         let self_cpu0 = procfs::cpu_seconds(std::process::id());
         let t0 = *started.get_or_init(Instant::now);
@@ -475,8 +539,15 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
             }
         }
         let cpu1 = procfs::cpu_seconds(pid);
+        let all1 = nodes_cpu(&pids);
         let self_cpu1 = procfs::cpu_seconds(std::process::id());
         let mut out = Map::new();
+        if clustered {
+            out.insert("nodes".into(), json!(pids.len()));
+            if let (Some(a), Some(b)) = (all0, all1) {
+                out.insert("cluster_cpu_s".into(), json!(b - a));
+            }
+        }
         out.insert(
             "impl".into(),
             stats.get("impl").cloned().unwrap_or(Value::Null),
@@ -527,6 +598,14 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
     {
         out.insert(
             "server_cpu_us_per_delivery".into(),
+            json!(cpu * 1e6 / delivered as f64),
+        );
+    }
+    if let Some(cpu) = out.get("cluster_cpu_s").and_then(Value::as_f64)
+        && delivered > 0
+    {
+        out.insert(
+            "cluster_cpu_us_per_delivery".into(),
             json!(cpu * 1e6 / delivered as f64),
         );
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use wse_core::config::{JwtSettings, ServerConfig};
 use wse_core::ids::ConnId;
+use wse_runtime::cluster::{ClusterConfig, ClusterError};
 use wse_runtime::server::{Server, ServerEvent, ServerHandle, StartError};
 
 use crate::BENCH_TOPIC;
@@ -24,6 +25,10 @@ pub struct BenchServerConfig {
     pub secret: Vec<u8>,
     /// Connection cap.
     pub max_connections: usize,
+    /// Join a cluster listening on this port (on `host`); `None`: a single node.
+    pub cluster_port: Option<u16>,
+    /// Cluster peers to dial.
+    pub cluster_peers: Vec<String>,
 }
 
 /// Counters of inbound `in` messages.
@@ -34,8 +39,35 @@ struct Inbound {
     last_us: AtomicU64,
 }
 
-/// Starts the server; the returned handle serves until `stop`.
-pub async fn start(config: &BenchServerConfig) -> Result<ServerHandle, StartError> {
+/// Why the bench server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The server.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The cluster.
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
+}
+
+/// Starts the server (and joins the cluster when configured); the returned handle serves until
+/// `stop`.
+pub async fn start(config: &BenchServerConfig) -> Result<ServerHandle, ServeError> {
+    let handle = start_node(config).await?;
+    if config.cluster_port.is_some() || !config.cluster_peers.is_empty() {
+        let mut cluster = ClusterConfig::new(config.cluster_peers.clone());
+        cluster.cluster_port = config.cluster_port;
+        cluster.bind_host = config.host.clone();
+        cluster.cluster_addr = config.cluster_port.map(|p| format!("{}:{p}", config.host));
+        if let Err(e) = handle.connect_cluster(cluster).await {
+            handle.stop().await;
+            return Err(e.into());
+        }
+    }
+    Ok(handle)
+}
+
+async fn start_node(config: &BenchServerConfig) -> Result<ServerHandle, StartError> {
     let server_config = ServerConfig {
         host: config.host.clone(),
         port: config.port,
@@ -125,7 +157,7 @@ async fn publish(server: &Server, count: u64, size: usize, rate: u64) -> Value {
             r#"{{"t":"bench","p":{{"q":{seq},"st":{},"pad":"{pad}"}}}}"#,
             wall_us()
         );
-        server.broadcast_local(BENCH_TOPIC, &text);
+        server.broadcast(BENCH_TOPIC, &text);
         if rate == 0 && seq % 64 == 63 {
             // Let the writers run between bursts, as a Python publisher thread would.
             tokio::task::yield_now().await;
@@ -140,6 +172,7 @@ fn stats(server: &Server, inbound: &Inbound) -> String {
         "impl": "rust",
         "connections": server.connection_count(),
         "subscribers": server.topic_subscriber_count(BENCH_TOPIC),
+        "routes": server.cluster_routes(BENCH_TOPIC),
         "received": inbound.received.load(Ordering::Relaxed),
         "dropped": server.inbound_dropped(),
         "first_us": inbound.first_us.load(Ordering::Relaxed),

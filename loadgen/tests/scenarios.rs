@@ -26,6 +26,8 @@ async fn every_scenario_runs_against_the_rust_bench_server_and_counts_exactly() 
         port: 0,
         secret: SECRET.to_vec(),
         max_connections: 1000,
+        cluster_port: None,
+        cluster_peers: Vec::new(),
     };
     let handle = serve::start(&config).await.expect("bench server starts");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -57,6 +59,7 @@ async fn every_scenario_runs_against_the_rust_bench_server_and_counts_exactly() 
         messages: 30,
         size: 50,
         rate: 0,
+        subscriber_targets: Vec::new(),
     };
     let f = scenarios::fanout(&common, fan).await.expect("fanout");
     assert_eq!(n(&f, "published"), 30, "{f}");
@@ -73,6 +76,7 @@ async fn every_scenario_runs_against_the_rust_bench_server_and_counts_exactly() 
         messages: 10,
         size: 10,
         rate: 200,
+        subscriber_targets: Vec::new(),
     };
     let p = scenarios::fanout(&common, paced)
         .await
@@ -101,6 +105,77 @@ async fn every_scenario_runs_against_the_rust_bench_server_and_counts_exactly() 
     );
     assert!(n(&idle, "server_connections") >= 31, "{idle}");
     assert!(idle.get("rss_per_connection_kb").is_some(), "{idle}");
+
+    // Cluster fan-out: publisher on this node, subscribers on two more nodes (B knows A and
+    // C, C knows A), every message once to every subscriber across the mesh.
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (ca, cb, cc) = (free(), free(), free());
+    let node = |cluster_port: u16, peers: Vec<String>| BenchServerConfig {
+        cluster_port: Some(cluster_port),
+        cluster_peers: peers,
+        ..config.clone()
+    };
+    let a = serve::start(&node(ca, vec![])).await.expect("node A");
+    let b = serve::start(&node(
+        cb,
+        vec![format!("127.0.0.1:{ca}"), format!("127.0.0.1:{cc}")],
+    ))
+    .await
+    .expect("node B");
+    let c = serve::start(&node(cc, vec![format!("127.0.0.1:{ca}")]))
+        .await
+        .expect("node C");
+    let (stop_nodes, stopped) = tokio::sync::watch::channel(false);
+    let apps: Vec<_> = [&a, &b, &c]
+        .iter()
+        .map(|h| {
+            let mut stopped = stopped.clone();
+            tokio::spawn(serve::run((**h).clone(), async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }))
+        })
+        .collect();
+    let target = |h: &wse_runtime::server::ServerHandle| {
+        Arc::new(Target::new(h.local_addr(), "/wse", SECRET.to_vec(), 2))
+    };
+    let cluster = Common {
+        target: target(&a),
+        ..common.clone()
+    };
+    let fan = Fanout {
+        subscribers: 20,
+        messages: 30,
+        size: 50,
+        rate: 0,
+        subscriber_targets: vec![target(&b), target(&c)],
+    };
+    let f = scenarios::fanout(&cluster, fan)
+        .await
+        .expect("cluster fanout");
+    assert_eq!(n(&f, "delivered"), 600, "{f}");
+    assert_eq!(
+        (n(&f, "lost"), n(&f, "duplicates"), n(&f, "reordered")),
+        (0, 0, 0),
+        "{f}"
+    );
+    assert_eq!(
+        n(&f, "nodes"),
+        1,
+        "one process holds all three nodes here: {f}"
+    );
+    stop_nodes.send_replace(true);
+    for app in apps {
+        app.await.expect("node app ends");
+    }
+    for h in [a, b, c] {
+        h.stop().await;
+    }
 
     let _ = stop_tx.send(());
     app.await.expect("bench app ends");
