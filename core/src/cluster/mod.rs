@@ -8,6 +8,7 @@
 //! | [`backoff`] | reconnect backoff (1 s × 1.5, cap 60 s, jitter `[0.8, 1.2)` from the injected entropy) |
 //! | [`dlq`] | the bounded dead-letter queue of messages a peer could not take |
 //! | [`interest`] | what each peer wants (SUB/UNSUB/RESYNC) and what this node wants (0→1 / 1→0 counts) |
+//! | [`membership`] | who to dial, who is alive, when a departed peer is dead (gossip, incarnations) |
 //! | [`link`] | the peer-link machine: HELLO, heartbeat, routing under the negotiated capabilities, bounded queue |
 //!
 //! All of it is Sans-IO like the rest of the crate: no clock (time is an [`crate::Instant`]
@@ -21,6 +22,7 @@ pub mod dlq;
 pub mod frame;
 pub mod interest;
 pub mod link;
+pub mod membership;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
