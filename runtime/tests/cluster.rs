@@ -294,13 +294,18 @@ async fn a_draining_node_is_sent_no_new_routed_traffic() {
 }
 
 #[tokio::test]
-async fn messages_a_departed_peer_wanted_are_dead_letters() {
+async fn messages_a_departed_peer_wanted_are_dead_letters_until_it_is_declared_dead() {
     let (mut a, mut b) = (node(false).await, node(false).await);
-    join(&mut a, &[&b]);
+    let mut config = fast(vec![b.addr.clone()], &a.addr);
+    config.link.dead_after = Duration::from_secs(3);
+    a.server
+        .connect_cluster_on(config, a.listener.take(), TcpConnector)
+        .unwrap();
     join(&mut b, &[]);
     let _wb = subscribed(&b, "t").await;
     eventually("interest", || a.server.cluster_routes("t") == 1).await;
-    b.server.stop().await;
+    let b_addr = b.addr.clone();
+    let stopping = tokio::spawn(async move { b.server.stop().await });
     eventually("B gone", || a.server.cluster_peers_count() == 0).await;
     a.server.broadcast("t", r#"{"x":1}"#);
     a.server.broadcast("unwanted", "{}");
@@ -308,9 +313,17 @@ async fn messages_a_departed_peer_wanted_are_dead_letters() {
     assert_eq!(dlq.len(), 1, "{dlq:?}");
     assert_eq!(dlq[0].topic, "t");
     assert_eq!(dlq[0].reason, DlqReason::PeerGone);
-    assert_eq!(dlq[0].peer, b.addr);
+    assert_eq!(dlq[0].peer, b_addr);
     assert!(dlq[0].payload.contains(r#""x":1"#));
     assert!(a.server.get_cluster_dlq_entries().is_empty(), "drained");
+    // Once B is dead (silent for the heartbeat timeout) nothing is recorded for it any more.
+    eventually("B declared dead", || {
+        a.server.cluster_figures().dead_peers == 1
+    })
+    .await;
+    a.server.broadcast("t", r#"{"x":2}"#);
+    assert!(a.server.get_cluster_dlq_entries().is_empty());
+    stopping.await.unwrap();
     a.server.stop().await;
 }
 
@@ -510,6 +523,36 @@ async fn an_mtls_mesh_links_routes_and_never_admits_a_node_from_another_ca() {
     a.server.broadcast("secure", r#"{"t":"s2"}"#);
     assert_eq!(recv(&mut wb).await["t"], "s2");
     for n in [&a, &b, &r] {
+        n.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn nodes_that_know_only_one_seed_find_each_other_by_gossip() {
+    let mut nodes = Vec::new();
+    for _ in 0..4 {
+        nodes.push(node(false).await);
+    }
+    let seed = nodes[0].addr.clone();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        let mut config = fast(vec![], &n.addr.clone());
+        if i > 0 {
+            config.seeds = vec![seed.clone()];
+        }
+        n.server
+            .connect_cluster_on(config, n.listener.take(), TcpConnector)
+            .unwrap();
+    }
+    eventually("a full mesh of four", || {
+        nodes.iter().all(|n| n.server.cluster_peers_count() == 3)
+    })
+    .await;
+    // A message published on the last node reaches a subscriber on the second.
+    let mut w = subscribed(&nodes[1], "g").await;
+    eventually("interest", || nodes[3].server.cluster_routes("g") == 1).await;
+    nodes[3].server.broadcast("g", r#"{"t":"g"}"#);
+    assert_eq!(recv(&mut w).await["t"], "g");
+    for n in &nodes {
         n.server.stop().await;
     }
 }

@@ -255,6 +255,11 @@ impl Link {
         self.remote_draining
     }
 
+    /// When the last frame from the peer arrived (the session's start before any).
+    pub fn last_received(&self) -> Instant {
+        self.last_received
+    }
+
     /// What the peer asked for.
     pub fn interest(&self) -> &PeerInterest {
         &self.interest
@@ -497,6 +502,19 @@ impl Link {
             return Ok(());
         }
         self.push_control(frame)
+    }
+
+    /// Passes newly learned addresses on (gossip); at most 256 per frame, the rest in more.
+    pub fn send_peer_list(&mut self, addrs: &[String]) -> Result<(), LinkError> {
+        if self.state != State::Established {
+            return Ok(());
+        }
+        for chunk in addrs.chunks(super::frame::MAX_PEER_LIST) {
+            self.push_control(PeerFrame::PeerList {
+                addrs: chunk.to_vec(),
+            })?;
+        }
+        Ok(())
     }
 
     /// This node drains (D17): the peer stops routing new traffic to us.

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wse_core::cluster::frame::RecoveryTrailer;
+use wse_core::cluster::membership::{Event, Membership};
 use wse_core::cluster::{
     DeadLetter, DlqReason, Link, PeerFrame, PeerInterest, Remote, Role, Routed,
 };
@@ -49,8 +50,9 @@ struct Departed {
 }
 
 /// Live links and what the node knows about its peers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Mesh {
+    membership: Membership,
     links: BTreeMap<u64, Arc<Slot>>,
     by_remote: BTreeMap<String, u64>,
     /// Announced cluster address → the instance that announced it.
@@ -64,6 +66,24 @@ pub(super) struct Mesh {
 }
 
 impl Mesh {
+    pub(super) fn new(membership: Membership) -> Mesh {
+        Mesh {
+            membership,
+            links: BTreeMap::new(),
+            by_remote: BTreeMap::new(),
+            instance_at: BTreeMap::new(),
+            addr_of: BTreeMap::new(),
+            departed: BTreeMap::new(),
+            next_serial: 0,
+            draining: false,
+            stopped: false,
+        }
+    }
+
+    pub(super) fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
     pub(super) fn len(&self) -> usize {
         self.links.len()
     }
@@ -123,7 +143,11 @@ impl Mesh {
 impl Inner {
     /// Registers a link whose HELLO exchange completed and starts its session; `Err` says why
     /// the link must be dropped instead.
-    pub(super) fn register(&self, slot: &Arc<Slot>, remote: Remote) -> Result<(), &'static str> {
+    pub(super) fn register(
+        self: &Arc<Self>,
+        slot: &Arc<Slot>,
+        remote: Remote,
+    ) -> Result<(), &'static str> {
         let Some(node) = self.node.upgrade() else {
             return Err("server gone");
         };
@@ -131,15 +155,17 @@ impl Inner {
         let mut remote = Some(remote);
         // Snapshot and registration with subscription changes held back: a subscription racing
         // with this registration is sent as a SUB after it, never lost between the two.
+        let mut events = Vec::new();
         node.with_interest_keys(&mut |keys| {
             if let Some(remote) = remote.take() {
-                result = self.register_with(slot, remote, keys);
+                result = self.register_with(slot, remote, keys, &mut events);
             }
         });
         if result.is_ok() {
             slot.wake.notify_one();
             self.changed.notify_waiters();
         }
+        self.apply(events);
         result
     }
 
@@ -148,6 +174,7 @@ impl Inner {
         slot: &Arc<Slot>,
         remote: Remote,
         keys: &[String],
+        events: &mut Vec<Event>,
     ) -> Result<(), &'static str> {
         let (_, wall) = self.now();
         let mut mesh = lock(&self.mesh);
@@ -178,11 +205,17 @@ impl Inner {
         mesh.by_remote
             .insert(remote.instance_id.clone(), slot.serial);
         let previous = mesh.departed.remove(&remote.instance_id);
+        let dialled = (slot.role == Role::Dialer).then_some(slot.addr.as_str());
+        if let Some(addr) = dialled {
+            mesh.instance_at
+                .insert(addr.to_owned(), remote.instance_id.clone());
+        }
+        events.extend(mesh.membership.linked(&remote.instance_id, dialled));
         *lock(&slot.registered) = Some(Registered {
             remote,
             connected_at_ms: wall.unix_millis(),
         });
-        let known: Vec<String> = mesh.addr_of.values().cloned().collect();
+        let known = mesh.membership.addresses();
         let mut link = lock(&slot.link);
         if let Some(previous) = previous {
             link.assume_interest(previous.interest);
@@ -215,6 +248,8 @@ impl Inner {
             if let Some(r) = lock(&slot.registered).as_ref() {
                 let id = r.remote.instance_id.clone();
                 mesh.by_remote.remove(&id);
+                let last_heard = lock(&slot.link).last_received();
+                mesh.membership.unlinked(&id, last_heard);
                 if mesh.departed.len() < MAX_CLUSTER_PEERS || mesh.departed.contains_key(&id) {
                     let addr = mesh.addr_of.get(&id).cloned().unwrap_or(slot.addr.clone());
                     let interest = lock(&slot.link).interest().clone();
@@ -228,7 +263,7 @@ impl Inner {
     }
 
     /// The peer on `slot` announced its cluster address.
-    pub(super) fn announced(&self, slot: &Slot, addr: String) {
+    pub(super) fn announced(self: &Arc<Self>, slot: &Slot, addr: String) {
         let Some(id) = lock(&slot.registered)
             .as_ref()
             .map(|r| r.remote.instance_id.clone())
@@ -245,9 +280,50 @@ impl Inner {
         if let Some(old) = mesh.addr_of.insert(id.clone(), addr.clone()) {
             mesh.instance_at.remove(&old);
         }
+        let events = mesh.membership.announced(&id, &addr);
         mesh.instance_at.insert(addr, id);
         drop(mesh);
         self.changed.notify_waiters();
+        self.apply(events);
+    }
+
+    /// Addresses a peer listed (its PeerList).
+    pub(super) fn learned(self: &Arc<Self>, addrs: &[String]) {
+        let events = lock(&self.mesh).membership.learn(addrs);
+        self.apply(events);
+    }
+
+    /// Membership timers (suspects → dead, forgetting discovered addresses).
+    pub(super) fn membership_tick(self: &Arc<Self>) {
+        let (now, _) = self.now();
+        let events = lock(&self.mesh).membership.handle_timeout(now);
+        self.apply(events);
+    }
+
+    /// Carries out what membership decided.
+    fn apply(self: &Arc<Self>, events: Vec<Event>) {
+        for event in events {
+            match event {
+                Event::Dial(addr) => (self.spawn_dial)(Arc::clone(self), addr),
+                Event::Gossip(addrs) => {
+                    let mesh = lock(&self.mesh);
+                    for slot in mesh.links.values() {
+                        if lock(&slot.link).send_peer_list(&addrs).is_err() {
+                            slot.end.cancel();
+                        }
+                        slot.wake.notify_one();
+                    }
+                }
+                Event::Dead { instance } => {
+                    // Dead, not just away: nothing is recorded for it any more (its next life
+                    // announces its own interest), and what it owned is purged.
+                    lock(&self.mesh).departed.remove(&instance);
+                    self.counters.dead_peers.fetch_add(1, Relaxed);
+                    self.changed.notify_waiters();
+                }
+                Event::Forget(_) => self.changed.notify_waiters(),
+            }
+        }
     }
 
     pub(super) fn route(&self, topic: &str, payload: &str, stamp: Option<RecoveryTrailer>) {

@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use wse_core::cluster::membership::{Membership, MembershipConfig};
 use wse_core::cluster::{
     BackoffConfig, BreakerConfig, Capabilities, DeadLetter, DeadLetterQueue, LinkConfig,
     RecoveryTrailer,
@@ -138,6 +139,16 @@ impl ClusterConfig {
             }
         }
         out
+    }
+
+    /// The static peers this node dials: none when seeds are given (UPSTREAM: `peers` is then
+    /// ignored).
+    pub fn peers_to_dial(&self) -> Vec<String> {
+        if self.seeds.is_empty() {
+            self.peers.clone()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The checks of UPSTREAM §10.10 that need no I/O.
@@ -253,6 +264,8 @@ pub struct ClusterCounters {
     pub reconnects: std::sync::atomic::AtomicU64,
     /// Frames of unknown types skipped.
     pub unknown_message_types: std::sync::atomic::AtomicU64,
+    /// Peer incarnations declared dead (silent past the heartbeat timeout, or restarted).
+    pub dead_peers: std::sync::atomic::AtomicU64,
 }
 
 /// A figure-by-figure view for health and metrics.
@@ -276,6 +289,8 @@ pub struct ClusterFigures {
     pub unknown_message_types: u64,
     /// Entries in the dead-letter queue.
     pub dlq_size: usize,
+    /// See [`ClusterCounters`].
+    pub dead_peers: u64,
 }
 
 /// A running mesh (cheap to clone).
@@ -284,8 +299,12 @@ pub struct Cluster {
     inner: Arc<Inner>,
 }
 
+/// Starts a dial loop for an address (built where the connector's type is known).
+type DialSpawner = Box<dyn Fn(Arc<Inner>, String) + Send + Sync>;
+
 struct Inner {
     instance_id: String,
+    spawn_dial: DialSpawner,
     config: ClusterConfig,
     tls: Option<ClusterTls>,
     node: Weak<dyn Node>,
@@ -326,11 +345,26 @@ impl Cluster {
         connector: C,
         seed: u64,
     ) -> Cluster {
+        let connector = Arc::new(connector);
+        let spawn_dial: DialSpawner = Box::new(move |inner: Arc<Inner>, addr: String| {
+            let task = session::dial_loop(Arc::clone(&inner), Arc::clone(&connector), addr);
+            inner.tasks.spawn(task);
+        });
+        let membership = Membership::new(
+            MembershipConfig {
+                dead_after: config.link.dead_after,
+                ..MembershipConfig::default()
+            },
+            config.cluster_addr.clone(),
+            &config.peers_to_dial(),
+            &config.seeds,
+        );
         let inner = Arc::new(Inner {
             instance_id,
+            spawn_dial,
             tls,
             node,
-            mesh: Mutex::new(Mesh::default()),
+            mesh: Mutex::new(Mesh::new(membership)),
             dlq: Mutex::new(DeadLetterQueue::default()),
             counters: ClusterCounters::default(),
             changed: Notify::new(),
@@ -345,14 +379,12 @@ impl Cluster {
                 .tasks
                 .spawn(session::accept_loop(Arc::clone(&inner), listener));
         }
-        let connector = Arc::new(connector);
-        for addr in inner.config.dial_targets() {
-            inner.tasks.spawn(session::dial_loop(
-                Arc::clone(&inner),
-                Arc::clone(&connector),
-                addr,
-            ));
+        for addr in lock(&inner.mesh).membership().addresses() {
+            (inner.spawn_dial)(Arc::clone(&inner), addr);
         }
+        inner
+            .tasks
+            .spawn(session::membership_loop(Arc::clone(&inner)));
         Cluster { inner }
     }
 
@@ -432,6 +464,7 @@ impl Cluster {
             reconnects: c.reconnects.load(Relaxed),
             unknown_message_types: c.unknown_message_types.load(Relaxed),
             dlq_size: lock(&self.inner.dlq).len(),
+            dead_peers: c.dead_peers.load(Relaxed),
         }
     }
 

@@ -86,8 +86,15 @@ pub(super) async fn dial_loop<C: Connector>(inner: Arc<Inner>, connector: Arc<C>
             return;
         }
         delay = Duration::ZERO;
-        if inner.cancel.is_cancelled() || lock(&inner.mesh).is_stopped() {
-            return;
+        {
+            let mesh = lock(&inner.mesh);
+            // Stopped, or a discovered address membership has forgotten.
+            if inner.cancel.is_cancelled()
+                || mesh.is_stopped()
+                || !mesh.membership().should_dial(&addr)
+            {
+                return;
+            }
         }
         // The node behind this address dialled us: nothing to do while that link lives.
         if lock(&inner.mesh).is_linked_at(&addr) {
@@ -132,6 +139,18 @@ pub(super) async fn dial_loop<C: Connector>(inner: Arc<Inner>, connector: Arc<C>
                 }
             }
         }
+    }
+}
+
+/// Runs the membership timers until the cluster stops.
+pub(super) async fn membership_loop(inner: Arc<Inner>) {
+    let tick = inner
+        .config
+        .link
+        .heartbeat_interval
+        .min(Duration::from_millis(250));
+    while pause(&inner, tick).await {
+        inner.membership_tick();
     }
 }
 
@@ -290,10 +309,14 @@ fn act(inner: &Arc<Inner>, slot: &Arc<Slot>, inbound: Inbound) -> Result<(), Rea
             inner.announced(slot, addr);
             Ok(())
         }
+        Inbound::Peers(addrs) => {
+            inner.learned(&addrs);
+            Ok(())
+        }
         Inbound::Shutdown => Err(ReadEnd::Closed),
-        // Gossip of further addresses and presence sync are issue 12; presence is not
-        // advertised, so a peer that sends it anyway was refused by the link machine.
-        Inbound::Peers(_) | Inbound::Presence(_) | Inbound::Drain | Inbound::Nothing => Ok(()),
+        // Presence sync is not advertised yet, so a peer that sends it anyway was refused by
+        // the link machine.
+        Inbound::Presence(_) | Inbound::Drain | Inbound::Nothing => Ok(()),
     }
 }
 
