@@ -128,7 +128,7 @@ fn cluster_link() {
         } else {
             Link::accept(cfg, now)
         };
-        let peer_caps = Capabilities(u32::from(input.peer_caps & 0x0F));
+        let peer_caps = Capabilities(u32::from(input.peer_caps & 0x1F));
         let mut hello_seen = false;
         let mut data_waiting = 0usize;
         let mut closed = false;

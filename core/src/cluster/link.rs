@@ -21,7 +21,8 @@
 //!
 //! Negotiated capabilities are honoured on send: zstd only with `COMPRESSION`, trailers only
 //! with `RECOVERY`, SUB/UNSUB/RESYNC only with `INTEREST_ROUTING` (without it the peer cannot
-//! say what it wants, so every message is routed to it), presence only with `PRESENCE`.
+//! say what it wants, so every message is routed to it), presence only with `PRESENCE` and our
+//! `PRESENCE_SYNC` (presence frames of a peer without the latter are skipped, not applied).
 //!
 //! Bounds: at most [`LinkConfig::queue_capacity`] data frames (MSG, presence) wait; a data frame
 //! over it is refused ([`Routed::QueueFull`], the driver records it in the DLQ). Control frames
@@ -339,7 +340,12 @@ impl Link {
                 if !caps.contains(Capabilities::PRESENCE) {
                     return self.fail(LinkError::Protocol("presence frame without PRESENCE"));
                 }
-                Inbound::Presence(f)
+                if caps.contains(Capabilities::PRESENCE_SYNC) {
+                    Inbound::Presence(f)
+                } else {
+                    // The original's sentinel presence: not applied (docs/cluster.md).
+                    Inbound::Nothing
+                }
             }
             PeerFrame::Shutdown => {
                 self.state = State::Closed;
@@ -472,10 +478,11 @@ impl Link {
             || self.interest.matches(topic)
     }
 
-    /// Offers a presence frame: queued only when `PRESENCE` was negotiated.
+    /// Offers a presence frame: queued only when `PRESENCE` and `PRESENCE_SYNC` were
+    /// negotiated.
     pub fn route_presence(&mut self, frame: PeerFrame) -> Routed {
-        if self.state != State::Established || !self.capabilities().contains(Capabilities::PRESENCE)
-        {
+        let sync = Capabilities::PRESENCE | Capabilities::PRESENCE_SYNC;
+        if self.state != State::Established || !self.capabilities().contains(sync) {
             return Routed::Skipped;
         }
         self.push_data(frame)

@@ -397,3 +397,26 @@ fn an_assumed_interest_routes_until_the_peers_resync_replaces_it() {
     assert_eq!(a.route_msg("t", "{}", None), Routed::Skipped);
     assert_eq!(a.route_msg("u", "{}", None), Routed::Queued);
 }
+
+#[test]
+fn presence_travels_only_when_both_sides_speak_the_crdt() {
+    let sync = Capabilities::PRESENCE | Capabilities::PRESENCE_SYNC;
+    let chunk = || PeerFrame::PresenceFull {
+        chunk: "{}".into(),
+    };
+    for (peer, routed, received) in [
+        (Capabilities::ALL | sync, Routed::Queued, Inbound::Presence(chunk())),
+        (Capabilities::ALL, Routed::Skipped, Inbound::Nothing),
+    ] {
+        let mut a = Link::dial(
+            LinkConfig {
+                capabilities: Capabilities::ALL | sync,
+                ..cfg("a")
+            },
+            T0,
+        );
+        a.handle_frame(PeerFrame::hello("b", peer), T0).unwrap();
+        assert_eq!(a.route_presence(chunk()), routed, "{peer:?}");
+        assert_eq!(a.handle_frame(chunk(), T0), Ok(received), "{peer:?}");
+    }
+}

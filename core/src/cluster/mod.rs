@@ -9,6 +9,7 @@
 //! | [`dlq`] | the bounded dead-letter queue of messages a peer could not take |
 //! | [`interest`] | what each peer wants (SUB/UNSUB/RESYNC) and what this node wants (0→1 / 1→0 counts) |
 //! | [`membership`] | who to dial, who is alive, when a departed peer is dead (gossip, incarnations) |
+//! | [`presence_sync`] | presence CRDT entries in PresenceFull chunks (our `PRESENCE_SYNC` capability) |
 //! | [`link`] | the peer-link machine: HELLO, heartbeat, routing under the negotiated capabilities, bounded queue |
 //!
 //! All of it is Sans-IO like the rest of the crate: no clock (time is an [`crate::Instant`]
@@ -23,6 +24,7 @@ pub mod frame;
 pub mod interest;
 pub mod link;
 pub mod membership;
+pub mod presence_sync;
 
 pub use backoff::{Backoff, BackoffConfig};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};

@@ -180,7 +180,11 @@ impl Capabilities {
     pub const PRESENCE: Capabilities = Capabilities(1 << 2);
     /// bit3: MSG recovery trailers (undocumented upstream).
     pub const RECOVERY: Capabilities = Capabilities(1 << 3);
-    /// Everything this implementation supports (`0x0F`, what the original advertises).
+    /// bit4 (ours, not the original's): presence as per-origin CRDT entries with hybrid
+    /// logical clocks, in PresenceFull chunks (`cluster::presence_sync`). With only `PRESENCE`
+    /// negotiated, the original's presence frames are not applied.
+    pub const PRESENCE_SYNC: Capabilities = Capabilities(1 << 4);
+    /// The four bits the original defines and advertises (`0x0F`).
     pub const ALL: Capabilities = Capabilities(0x0F);
 
     /// The raw bits.
