@@ -299,7 +299,9 @@ impl ServerHandle {
         // One seed for everything random in this server: ids, epochs, the presence node id.
         let mut seeder = ChaCha8Rng::seed_from_u64(seed.unwrap_or_else(|| OsRng.next_u64()));
         let rng_seed = seeder.next_u64();
-        let node_id = seeder.next_u64();
+        // The presence origin of this start: the wall clock is mixed in so a restart with the
+        // same seed (a simulated bounce) is still a new origin.
+        let node_id = seeder.next_u64() ^ wall_origin_micros;
         let shared = Arc::new(Shared {
             settings,
             max_connections: config.max_connections,

@@ -60,8 +60,12 @@ fn fast(peers: Vec<String>, me: &str) -> ClusterConfig {
 }
 
 fn join(n: &mut Node, peers: &[&Node]) {
-    let peers = peers.iter().map(|p| p.addr.clone()).collect();
-    let config = fast(peers, &n.addr);
+    let peers: Vec<String> = peers.iter().map(|p| p.addr.clone()).collect();
+    join_addrs(n, &peers);
+}
+
+fn join_addrs(n: &mut Node, peers: &[String]) {
+    let config = fast(peers.to_vec(), &n.addr);
     n.server
         .connect_cluster_on(config, n.listener.take(), TcpConnector)
         .unwrap();
@@ -327,39 +331,255 @@ async fn messages_a_departed_peer_wanted_are_dead_letters_until_it_is_declared_d
     a.server.stop().await;
 }
 
-#[tokio::test]
-async fn a_killed_peer_is_declared_dead_and_redialled_when_it_returns() {
-    let (mut a, b) = (node(false).await, node(false).await);
-    let b_addr = b.addr.clone();
-    join(&mut a, &[&b]);
-    let mut b = b;
-    join(&mut b, &[]);
-    eventually("linked", || a.server.cluster_peers_count() == 1).await;
-    // B vanishes without SHUTDOWN: its runtime is dropped mid-flight (a crash).
-    let Node { server, .. } = b;
-    drop(server);
-    // A finds out from the heartbeat (or the closed socket) and then redials the same
-    // address; a new node there is linked again.
-    let listener = TcpListener::bind(&b_addr).await;
-    if let Ok(listener) = listener {
-        let config = ServerConfig {
-            port: 0,
-            ..Default::default()
-        };
-        let b2 = ServerHandle::start(&config).await.unwrap();
-        b2.connect_cluster_on(fast(vec![], &b_addr), Some(listener), TcpConnector)
-            .unwrap();
-        eventually("relinked to the new B", || {
-            a.server
-                .cluster_info()
-                .first()
-                .map(|p| p.instance_id.as_str())
-                == b2.cluster().map(|c| c.instance_id())
+/// A node on its own runtime, so it can crash: shutting the runtime down drops every task and
+/// socket at once — no SHUTDOWN frame, no close handshake, as when the process dies.
+struct Crashable {
+    rt: Option<tokio::runtime::Runtime>,
+    server: Option<ServerHandle>,
+    addr: String,
+}
+
+impl Crashable {
+    /// Starts `config` and joins the cluster with `cluster` on `cluster_addr` (bound now).
+    fn start(config: ServerConfig, cluster_addr: &str, cluster: ClusterConfig) -> Crashable {
+        let bind = cluster_addr.to_owned();
+        // Built and entered on a plain thread: a test's runtime may not block on another.
+        let (rt, server) = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let server = rt.block_on(async {
+                let server = ServerHandle::start(&config).await.unwrap();
+                let listener = TcpListener::bind(&bind).await.unwrap();
+                server
+                    .connect_cluster_on(cluster, Some(listener), TcpConnector)
+                    .unwrap();
+                server
+            });
+            (rt, server)
         })
-        .await;
-        b2.stop().await;
+        .join()
+        .expect("the node's runtime started");
+        Crashable {
+            rt: Some(rt),
+            server: Some(server),
+            addr: cluster_addr.to_owned(),
+        }
     }
+
+    fn server(&self) -> &ServerHandle {
+        self.server.as_ref().expect("running")
+    }
+
+    /// Everything of this node stops at once.
+    fn crash(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+        self.server = None;
+    }
+}
+
+impl Drop for Crashable {
+    fn drop(&mut self) {
+        self.crash();
+    }
+}
+
+fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_crashed_peer_is_declared_dead_and_its_restart_is_linked_again() {
+    let mut a = node(false).await;
+    let b_addr = free_addr();
+    join_addrs(&mut a, &[b_addr.clone()]);
+    let plain = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let mut b = Crashable::start(plain.clone(), &b_addr, fast(vec![], &b_addr));
+    eventually("linked", || a.server.cluster_peers_count() == 1).await;
+    let first = b.server().cluster().unwrap().instance_id().to_owned();
+    b.crash();
+    eventually("B declared dead", || {
+        a.server.cluster_figures().dead_peers == 1
+    })
+    .await;
+    assert_eq!(a.server.cluster_peers_count(), 0);
+    // The same address comes back as a new incarnation: A's dial loop links it.
+    let b2 = Crashable::start(plain, &b_addr, fast(vec![], &b_addr));
+    let second = b2.server().cluster().unwrap().instance_id().to_owned();
+    assert_ne!(first, second);
+    eventually("relinked to the new B", || {
+        a.server
+            .cluster_info()
+            .first()
+            .map(|p| p.instance_id.clone())
+            == Some(second.clone())
+    })
+    .await;
+    assert_eq!(a.server.cluster_info()[0].address, b2.addr);
     a.server.stop().await;
+}
+
+const SECRET: &[u8] = b"cluster-test-secret-of-32-bytes-or-more";
+
+fn jwt_presence() -> ServerConfig {
+    ServerConfig {
+        port: 0,
+        presence_enabled: true,
+        jwt: Some(wse_core::config::JwtSettings {
+            secret: SECRET.to_vec(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// An authenticated client of `server` as `sub`, past its connect event.
+async fn user(server: &ServerHandle, sub: &str) -> (Ws, wse_core::ConnId) {
+    let token = support::hs256_token(SECRET, sub, None);
+    let ws = connect(server, Some(&token)).await;
+    loop {
+        match server.next_event(Duration::from_secs(5)).await {
+            Some(ServerEvent::AuthConnect(id, who, _)) if who == sub => return (ws, id),
+            Some(_) => {}
+            None => panic!("no auth connect event"),
+        }
+    }
+}
+
+/// The next `presence_*` frame, skipping `server_ready` and the like.
+async fn presence_event(ws: &mut Ws) -> (String, String) {
+    loop {
+        let v = recv(ws).await;
+        let t = v["t"].as_str().unwrap_or_default().to_owned();
+        if t.starts_with("presence_") {
+            return (t, v["p"]["user_id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+}
+
+#[tokio::test]
+async fn presence_is_one_truth_across_nodes_and_a_crashed_nodes_users_leave() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_addr = wse_runtime::net::Listener::local_addr(&listener)
+        .unwrap()
+        .to_string();
+    let a = ServerHandle::start(&jwt_presence()).await.unwrap();
+    a.connect_cluster_on(fast(vec![], &a_addr), Some(listener), TcpConnector)
+        .unwrap();
+    let c_addr = free_addr();
+    let mut c = Crashable::start(jwt_presence(), &c_addr, fast(vec![a_addr.clone()], &c_addr));
+    eventually("linked", || a.cluster_peers_count() == 1).await;
+    // A watcher on A, in the topic.
+    let (mut watcher, w) = user(&a, "watcher").await;
+    a.subscribe_connection(w, &["room".into()], None, None)
+        .unwrap();
+    // Carol joins the room on C.
+    let (carol_ws, carol) = {
+        let server = c.server();
+        let token = support::hs256_token(SECRET, "carol", None);
+        let ws = connect(server, Some(&token)).await;
+        let id = loop {
+            match server.next_event(Duration::from_secs(5)).await {
+                Some(ServerEvent::AuthConnect(id, _, _)) => break id,
+                Some(_) => {}
+                None => panic!("no auth connect on C"),
+            }
+        };
+        (ws, id)
+    };
+    c.server()
+        .subscribe_connection(
+            carol,
+            &["room".into()],
+            Some(&serde_json::json!({"s": "on"})),
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        presence_event(&mut watcher).await,
+        ("presence_join".into(), "carol".into())
+    );
+    assert!(a.presence("room").contains_key("carol"));
+    assert_eq!(a.presence_stats("room").num_users, 1);
+    // C crashes: no leave is ever sent; A purges Carol once C is dead.
+    c.crash();
+    drop(carol_ws);
+    assert_eq!(
+        presence_event(&mut watcher).await,
+        ("presence_leave".into(), "carol".into())
+    );
+    assert!(a.presence("room").is_empty());
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn a_leave_on_one_node_reaches_the_others_and_a_user_on_two_nodes_stays_until_both_leave() {
+    let (mut a, mut b) = (node(false).await, node(false).await);
+    let (aa, ba) = (a.addr.clone(), b.addr.clone());
+    for (n, peers) in [(&mut a, vec![ba.clone()]), (&mut b, vec![])] {
+        let addr = n.addr.clone();
+        let l = n.listener.take();
+        let server = ServerHandle::start(&jwt_presence()).await.unwrap();
+        server
+            .connect_cluster_on(fast(peers, &addr), l, TcpConnector)
+            .unwrap();
+        n.server.stop().await;
+        n.server = server;
+    }
+    let _ = aa;
+    eventually("linked", || a.server.cluster_peers_count() == 1).await;
+    let (mut watcher, w) = user(&b.server, "watcher").await;
+    b.server
+        .subscribe_connection(w, &["room".into()], None, None)
+        .unwrap();
+    let data = serde_json::json!({});
+    // Dave on A and on B: one join on B's watcher (his B connection), none for the second.
+    let (dave_b_ws, dave_b) = user(&b.server, "dave").await;
+    b.server
+        .subscribe_connection(dave_b, &["room".into()], Some(&data), None)
+        .unwrap();
+    assert_eq!(
+        presence_event(&mut watcher).await,
+        ("presence_join".into(), "dave".into())
+    );
+    let (dave_a_ws, dave_a) = user(&a.server, "dave").await;
+    a.server
+        .subscribe_connection(dave_a, &["room".into()], Some(&data), None)
+        .unwrap();
+    eventually("A sees dave", || {
+        a.server.presence("room").contains_key("dave")
+    })
+    .await;
+    eventually("B counts dave's two connections", || {
+        b.server.presence("room").get("dave").map(|u| u.connections) == Some(2)
+    })
+    .await;
+    // Dave leaves B: still present through A, so no leave on B.
+    b.server.unsubscribe_connection(dave_b, None);
+    drop(dave_b_ws);
+    assert!(silent(&mut watcher).await, "no leave while dave is on A");
+    assert!(b.server.presence("room").contains_key("dave"));
+    // Dave leaves A too: the leave crosses the link.
+    a.server.unsubscribe_connection(dave_a, None);
+    drop(dave_a_ws);
+    assert_eq!(
+        presence_event(&mut watcher).await,
+        ("presence_leave".into(), "dave".into())
+    );
+    assert!(b.server.presence("room").is_empty());
+    a.server.stop().await;
+    b.server.stop().await;
 }
 
 #[tokio::test]

@@ -135,6 +135,14 @@ fn hello(id: &str) -> Vec<u8> {
     frame(&PeerFrame::hello(id, Capabilities::ALL))
 }
 
+/// A HELLO offering everything, our presence CRDT included.
+fn hello_sync(id: &str) -> Vec<u8> {
+    frame(&PeerFrame::hello(
+        id,
+        Capabilities::ALL | Capabilities::PRESENCE_SYNC,
+    ))
+}
+
 /// A raw frame: outer length, then the 8-byte header and body as given.
 fn raw(ty: u8, flags: u8, topic: &[u8], payload: &[u8]) -> Vec<u8> {
     let inner_len = 8 + topic.len() + payload.len();
@@ -206,8 +214,19 @@ async fn protocol_breakers_are_disconnected_and_the_real_peer_is_untouched() {
             v
         }),
         ("presence without the PRESENCE capability", {
-            let mut v = hello("presence");
+            let mut v = frame(&PeerFrame::hello("presence", Capabilities(0x0B)));
             v.extend(raw(0x0C, 0, b"", b"{}"));
+            v
+        }),
+        ("a presence chunk that is not the CRDT's shape", {
+            let mut v = hello_sync("chunk");
+            v.extend(raw(0x0C, 0, b"", br#"{"o":1,"e":[["t"]]}"#));
+            v
+        }),
+        ("presence chunks speaking for two origins on one link", {
+            let mut v = hello_sync("two-origins");
+            v.extend(raw(0x0C, 0, b"", br#"{"o":1,"e":[]}"#));
+            v.extend(raw(0x0C, 0, b"", br#"{"o":2,"e":[]}"#));
             v
         }),
     ];

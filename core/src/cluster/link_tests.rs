@@ -401,11 +401,13 @@ fn an_assumed_interest_routes_until_the_peers_resync_replaces_it() {
 #[test]
 fn presence_travels_only_when_both_sides_speak_the_crdt() {
     let sync = Capabilities::PRESENCE | Capabilities::PRESENCE_SYNC;
-    let chunk = || PeerFrame::PresenceFull {
-        chunk: "{}".into(),
-    };
+    let chunk = || PeerFrame::PresenceFull { chunk: "{}".into() };
     for (peer, routed, received) in [
-        (Capabilities::ALL | sync, Routed::Queued, Inbound::Presence(chunk())),
+        (
+            Capabilities::ALL | sync,
+            Routed::Queued,
+            Inbound::Presence(chunk()),
+        ),
         (Capabilities::ALL, Routed::Skipped, Inbound::Nothing),
     ] {
         let mut a = Link::dial(

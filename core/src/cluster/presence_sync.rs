@@ -155,7 +155,10 @@ mod tests {
 
     #[test]
     fn entries_round_trip_present_and_absent() {
-        let entries = vec![entry("room", "alice", 5, true), entry("room", "bob", 6, false)];
+        let entries = vec![
+            entry("room", "alice", 5, true),
+            entry("room", "bob", 6, false),
+        ];
         let chunks = encode_chunks(NodeId(7), &entries);
         assert_eq!(chunks.len(), 1);
         let got = decode_chunk(&chunks[0]).unwrap();

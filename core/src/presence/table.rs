@@ -219,6 +219,16 @@ impl PresenceTable {
         dropped
     }
 
+    /// Every entry of this node's own origin, tombstones included: the full state a new peer
+    /// link is sent.
+    pub fn own_entries(&self) -> Vec<(PresenceKey, PresenceEntry)> {
+        self.state
+            .entries()
+            .filter(|(k, _)| k.origin == self.own)
+            .map(|(k, e)| (k, e.clone()))
+            .collect()
+    }
+
     /// The own-origin entries written since the last call, to send to peers.
     pub fn take_local_updates(&mut self) -> Vec<(PresenceKey, PresenceEntry)> {
         std::mem::take(&mut self.dirty)

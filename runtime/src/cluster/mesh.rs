@@ -17,9 +17,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use wse_core::cluster::frame::RecoveryTrailer;
 use wse_core::cluster::membership::{Event, Membership};
+use wse_core::cluster::presence_sync::PresenceChunk;
 use wse_core::cluster::{
     DeadLetter, DlqReason, Link, PeerFrame, PeerInterest, Remote, Role, Routed,
 };
+use wse_core::presence::NodeId;
 
 use super::{Inner, MAX_CLUSTER_PEERS, PeerInfo, lock};
 
@@ -60,6 +62,8 @@ pub(super) struct Mesh {
     /// Instance → its announced address.
     addr_of: BTreeMap<String, String>,
     departed: BTreeMap<String, Departed>,
+    /// Instance → the presence origin its chunks carry (purged when it is dead).
+    origins: BTreeMap<String, NodeId>,
     next_serial: u64,
     draining: bool,
     stopped: bool,
@@ -74,6 +78,7 @@ impl Mesh {
             instance_at: BTreeMap::new(),
             addr_of: BTreeMap::new(),
             departed: BTreeMap::new(),
+            origins: BTreeMap::new(),
             next_serial: 0,
             draining: false,
             stopped: false,
@@ -156,9 +161,9 @@ impl Inner {
         // Snapshot and registration with subscription changes held back: a subscription racing
         // with this registration is sent as a SUB after it, never lost between the two.
         let mut events = Vec::new();
-        node.with_interest_keys(&mut |keys| {
+        node.with_snapshot(&mut |keys, presence| {
             if let Some(remote) = remote.take() {
-                result = self.register_with(slot, remote, keys, &mut events);
+                result = self.register_with(slot, remote, keys, presence, &mut events);
             }
         });
         if result.is_ok() {
@@ -174,6 +179,7 @@ impl Inner {
         slot: &Arc<Slot>,
         remote: Remote,
         keys: &[String],
+        presence: &[String],
         events: &mut Vec<Event>,
     ) -> Result<(), &'static str> {
         let (_, wall) = self.now();
@@ -228,6 +234,17 @@ impl Inner {
                 } else {
                     Ok(())
                 }
+            })
+            .and_then(|()| {
+                for chunk in presence {
+                    let full = PeerFrame::PresenceFull {
+                        chunk: chunk.clone(),
+                    };
+                    if link.route_presence(full) == Routed::QueueFull {
+                        return Err(wse_core::cluster::LinkError::Overloaded);
+                    }
+                }
+                Ok(())
             });
         drop(link);
         drop(mesh);
@@ -317,7 +334,14 @@ impl Inner {
                 Event::Dead { instance } => {
                     // Dead, not just away: nothing is recorded for it any more (its next life
                     // announces its own interest), and what it owned is purged.
-                    lock(&self.mesh).departed.remove(&instance);
+                    let origin = {
+                        let mut mesh = lock(&self.mesh);
+                        mesh.departed.remove(&instance);
+                        mesh.origins.remove(&instance)
+                    };
+                    if let (Some(origin), Some(node)) = (origin, self.node.upgrade()) {
+                        node.forget_presence(origin);
+                    }
                     self.counters.dead_peers.fetch_add(1, Relaxed);
                     self.changed.notify_waiters();
                 }
@@ -375,6 +399,48 @@ impl Inner {
                 });
             }
         }
+    }
+
+    pub(super) fn route_presence(&self, chunks: &[String]) {
+        let mesh = lock(&self.mesh);
+        for slot in mesh.links.values() {
+            let mut link = lock(&slot.link);
+            for chunk in chunks {
+                let full = PeerFrame::PresenceFull {
+                    chunk: chunk.clone(),
+                };
+                if link.route_presence(full) == Routed::QueueFull {
+                    slot.end.cancel();
+                    break;
+                }
+            }
+            drop(link);
+            slot.wake.notify_one();
+        }
+    }
+
+    /// A presence chunk arrived on `slot`: it must come from one origin per link, never ours.
+    pub(super) fn presence_received(&self, slot: &Slot, chunk: PresenceChunk) -> bool {
+        let Some(id) = lock(&slot.registered)
+            .as_ref()
+            .map(|r| r.remote.instance_id.clone())
+        else {
+            return false;
+        };
+        {
+            let mut mesh = lock(&self.mesh);
+            match mesh.origins.get(&id) {
+                Some(o) if *o != chunk.origin => return false,
+                Some(_) => {}
+                None => {
+                    mesh.origins.insert(id, chunk.origin);
+                }
+            }
+        }
+        if let Some(node) = self.node.upgrade() {
+            node.merge_presence(chunk);
+        }
+        true
     }
 
     pub(super) fn interest_changed(&self, first: &[String], last: &[String]) {

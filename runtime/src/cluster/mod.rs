@@ -31,10 +31,12 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wse_core::cluster::membership::{Membership, MembershipConfig};
+use wse_core::cluster::presence_sync::PresenceChunk;
 use wse_core::cluster::{
     BackoffConfig, BreakerConfig, Capabilities, DeadLetter, DeadLetterQueue, LinkConfig,
     RecoveryTrailer,
 };
+use wse_core::presence::NodeId;
 use wse_core::{Instant, WallClock};
 
 use crate::net::{Connector, Listener};
@@ -47,12 +49,10 @@ pub const MAX_CLUSTER_PEERS: usize = 256;
 pub const MAX_INBOUND_HANDSHAKES: usize = 128;
 /// One write of a link's writer gathers frames up to this size (UPSTREAM §10.2).
 pub const MAX_BATCH_BYTES: usize = 64 * 1024;
-/// What this implementation offers in HELLO: interest routing, compression and recovery
-/// trailers. Presence sync is issue 12; until it lands the bit is not advertised, so no peer
-/// sends presence frames this node would not apply.
-pub const CAPABILITIES: Capabilities = Capabilities(
-    Capabilities::INTEREST_ROUTING.0 | Capabilities::COMPRESSION.0 | Capabilities::RECOVERY.0,
-);
+/// What this implementation offers in HELLO: the original's four bits and our presence CRDT
+/// (`PRESENCE_SYNC`); presence is exchanged only with peers that have both presence bits.
+pub const CAPABILITIES: Capabilities =
+    Capabilities(Capabilities::ALL.0 | Capabilities::PRESENCE_SYNC.0);
 
 /// What `connect_cluster` takes (UPSTREAM §10.10) plus the timings, which tests shorten.
 #[derive(Clone, Debug, PartialEq)]
@@ -215,9 +215,15 @@ pub trait Node: Send + Sync + 'static {
     /// Delivers a publication a peer routed here to the local subscribers (stored under its
     /// origin's stamp when it carries one and recovery is on).
     fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>);
-    /// Calls `f` with every local subscription key (the RESYNC payload), holding subscription
-    /// changes back until `f` returns (the observer that reports them to the mesh runs after).
-    fn with_interest_keys(&self, f: &mut dyn FnMut(&[String]));
+    /// Calls `f` with every local subscription key (the RESYNC payload) and this node's
+    /// presence entries as PresenceFull chunks, holding subscription and presence changes back
+    /// until `f` returns (what reports them to the mesh runs after): a new link gets either the
+    /// snapshot with a change in it, or the change after it.
+    fn with_snapshot(&self, f: &mut dyn FnMut(&[String], &[String]));
+    /// Merges a peer's presence entries (remote joins and leaves reach local subscribers).
+    fn merge_presence(&self, chunk: PresenceChunk);
+    /// Forgets a dead node's presence (its users leave, unless present elsewhere).
+    fn forget_presence(&self, origin: NodeId);
     /// The clocks (virtual under simulation).
     fn now(&self) -> (Instant, WallClock);
 }
@@ -398,6 +404,13 @@ impl Cluster {
     /// departed peer that had wanted the topic — get a DLQ entry.
     pub fn route(&self, topic: &str, payload: &str, stamp: Option<RecoveryTrailer>) {
         self.inner.route(topic, payload, stamp);
+    }
+
+    /// Sends this node's changed presence entries (PresenceFull chunks) to every peer that
+    /// speaks presence. A peer whose queue cannot take them loses its link (the next one starts
+    /// with the full state), so no peer silently misses a leave.
+    pub fn route_presence(&self, chunks: &[String]) {
+        self.inner.route_presence(chunks);
     }
 
     /// Local interest changed: `first` keys got their first subscriber, `last` lost their last.

@@ -19,8 +19,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use wse_core::cluster::presence_sync::decode_chunk;
 use wse_core::cluster::{
-    Backoff, CircuitBreaker, DlqReason, FrameDecoder, FrameEncoder, Inbound, Link, LinkError, Role,
+    Backoff, CircuitBreaker, DlqReason, FrameDecoder, FrameEncoder, Inbound, Link, LinkError,
+    PeerFrame, Role,
 };
 
 use super::mesh::Slot;
@@ -226,6 +228,8 @@ enum ReadEnd {
     Frame(wse_core::cluster::FrameError),
     Link(LinkError),
     Refused(&'static str),
+    /// A presence chunk that does not decode, or speaks for another origin.
+    Presence,
 }
 
 async fn read_loop(
@@ -314,8 +318,15 @@ fn act(inner: &Arc<Inner>, slot: &Arc<Slot>, inbound: Inbound) -> Result<(), Rea
             Ok(())
         }
         Inbound::Shutdown => Err(ReadEnd::Closed),
-        // Presence sync is not advertised yet, so a peer that sends it anyway was refused by
-        // the link machine.
+        Inbound::Presence(PeerFrame::PresenceFull { chunk }) => {
+            let chunk = decode_chunk(&chunk).map_err(|_| ReadEnd::Presence)?;
+            if inner.presence_received(slot, chunk) {
+                Ok(())
+            } else {
+                Err(ReadEnd::Presence)
+            }
+        }
+        // We never send the original's PresenceUpdate layout, and do not apply it.
         Inbound::Presence(_) | Inbound::Drain | Inbound::Nothing => Ok(()),
     }
 }

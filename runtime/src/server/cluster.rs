@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use wse_core::cluster::presence_sync::PresenceChunk;
 use wse_core::cluster::{DeadLetter, RecoveryTrailer};
+use wse_core::presence::NodeId;
 use wse_core::rand::uuid_v7;
 use wse_core::{Instant, WallClock};
 
@@ -21,8 +23,23 @@ impl Node for Shared {
         }
     }
 
-    fn with_interest_keys(&self, f: &mut dyn FnMut(&[String])) {
-        self.registry.with_interest_keys(|keys| f(keys));
+    fn with_snapshot(&self, f: &mut dyn FnMut(&[String], &[String])) {
+        match &self.presence {
+            Some(presence) => {
+                let p = lock(presence);
+                let chunks = p.own_chunks();
+                self.registry.with_interest_keys(|keys| f(keys, &chunks));
+            }
+            None => self.registry.with_interest_keys(|keys| f(keys, &[])),
+        }
+    }
+
+    fn merge_presence(&self, chunk: PresenceChunk) {
+        self.merge_remote_presence(chunk);
+    }
+
+    fn forget_presence(&self, origin: NodeId) {
+        self.forget_remote_presence(origin);
     }
 
     fn now(&self) -> (Instant, WallClock) {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wse_core::ConnId;
+use wse_core::cluster::presence_sync::{PresenceChunk, encode_chunks};
 use wse_core::presence::{
     HlcClock, NodeId, PresenceChange, PresenceChangeKind, PresenceError, PresenceLimits,
     PresenceStats, PresenceTable, UserPresence,
@@ -46,6 +47,11 @@ impl Presence {
             table: PresenceTable::new(node, limits),
             clock: HlcClock::new(node),
         }
+    }
+
+    /// This node's whole presence (tombstones included) as PresenceFull chunks.
+    pub(super) fn own_chunks(&self) -> Vec<String> {
+        encode_chunks(self.table.own(), &self.table.own_entries())
     }
 }
 
@@ -170,19 +176,59 @@ impl Shared {
         m.user().map(|u| u.user_id().to_owned())
     }
 
-    /// Queues the drain events and sends the wire events of `changes`, in order, while the
-    /// presence lock is held (so two changes of one user never reach clients swapped).
-    fn announce(&self, p: &mut Presence, changes: Vec<PresenceChange>) {
-        // One node, no peers to ship our entries to: keep the outbox empty.
-        let _ = p.table.take_local_updates();
+    /// Merges a peer's entries; the visible changes reach local subscribers (not the drain
+    /// queue: remote changes are not this node's events, as in the original).
+    pub(super) fn merge_remote_presence(&self, chunk: PresenceChunk) {
+        let Some(presence) = &self.presence else {
+            return;
+        };
+        let mut p = lock(presence);
+        for (_, entry) in &chunk.entries {
+            p.clock.observe(entry.hlc);
+        }
+        let changes = p.table.merge_remote(chunk.entries);
+        self.broadcast_changes(changes);
+    }
+
+    /// Forgets a dead node's entries; its users leave where no other node has them.
+    pub(super) fn forget_remote_presence(&self, origin: NodeId) {
+        let Some(presence) = &self.presence else {
+            return;
+        };
+        let mut p = lock(presence);
+        let changes = p.table.forget_origin(origin);
+        self.broadcast_changes(changes);
+    }
+
+    /// Sends the `presence_*` frames of remote `changes` to the topics' subscribers.
+    fn broadcast_changes(&self, changes: Vec<PresenceChange>) {
         for change in changes {
-            let kind = match change.kind {
-                PresenceChangeKind::Join => PresenceKind::Join,
-                PresenceChangeKind::Leave => PresenceKind::Leave,
-                PresenceChangeKind::Update => PresenceKind::Update,
-            };
-            let text = protocol::presence_event(kind, &change.user_id, &change.data);
-            self.deliver(&change.topic, &wsframe::encode_core(&Frame::text(text)));
+            self.deliver_presence(&change);
+        }
+    }
+
+    fn deliver_presence(&self, change: &PresenceChange) {
+        let kind = match change.kind {
+            PresenceChangeKind::Join => PresenceKind::Join,
+            PresenceChangeKind::Leave => PresenceKind::Leave,
+            PresenceChangeKind::Update => PresenceKind::Update,
+        };
+        let text = protocol::presence_event(kind, &change.user_id, &change.data);
+        self.deliver(&change.topic, &wsframe::encode_core(&Frame::text(text)));
+    }
+
+    /// Queues the drain events and sends the wire events of `changes`, in order, while the
+    /// presence lock is held (so two changes of one user never reach clients swapped), and
+    /// ships this node's changed entries to the cluster.
+    fn announce(&self, p: &mut Presence, changes: Vec<PresenceChange>) {
+        let updates = p.table.take_local_updates();
+        if !updates.is_empty()
+            && let Some(cluster) = self.cluster.get()
+        {
+            cluster.route_presence(&encode_chunks(p.table.own(), &updates));
+        }
+        for change in changes {
+            self.deliver_presence(&change);
             let event = match change.kind {
                 PresenceChangeKind::Join => ServerEvent::PresenceJoin {
                     topic: change.topic,
