@@ -400,7 +400,7 @@ fn free_addr() -> String {
 async fn a_crashed_peer_is_declared_dead_and_its_restart_is_linked_again() {
     let mut a = node(false).await;
     let b_addr = free_addr();
-    join_addrs(&mut a, &[b_addr.clone()]);
+    join_addrs(&mut a, std::slice::from_ref(&b_addr));
     let plain = ServerConfig {
         port: 0,
         ..Default::default()
