@@ -10,6 +10,7 @@ import json
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -227,8 +228,6 @@ def test_an_address_that_is_not_host_port_is_refused(make_server):
 
 def test_a_busy_cluster_port_raises_oserror(make_server):
     # Deliberate difference: the original returns None and only logs the failed bind.
-    import socket
-
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
@@ -313,32 +312,6 @@ def test_broadcast_reaches_a_subscriber_on_another_node_and_broadcast_local_does
     run(go())
 
 
-def test_the_dead_letter_queue_holds_what_a_departed_peer_missed_and_drains(make_server):
-    a, b, _ = link_pair(make_server)
-    wait_for(lambda: a.cluster_peers_count() == 1, what="the link")
-
-    async def subscribe_on_b():
-        ws, cid = await accepted(b)
-        b.subscribe_connection(cid, ["news"])
-        await asyncio.to_thread(wait_for, lambda: a.cluster_routes("news") == 1, 10, "B's interest on A")
-        await ws.close()
-
-    run(subscribe_on_b())
-    b_addr = a.cluster_info()[0]["address"]
-    b.stop()
-    wait_for(lambda: a.cluster_peers_count() == 0, what="A to see B go")
-    a.broadcast("news", '{"t":"missed","p":{"n":7}}')
-    entries = a.get_cluster_dlq_entries()
-    assert len(entries) == 1
-    (entry,) = entries
-    assert set(entry) == {"topic", "payload", "peer_addr", "error"}
-    assert entry["topic"] == "news"
-    assert json.loads(entry["payload"])["p"] == {"n": 7}
-    assert entry["peer_addr"] == b_addr
-    assert entry["error"] == "peer channel closed"  # the original's text for a gone peer
-    assert a.get_cluster_dlq_entries() == []  # drained, as the original
-
-
 def test_reload_cluster_tls_swaps_files_and_names_a_bad_one(make_server, ca):
     a_files, b_files = ca.node("a"), ca.node("b")
     a, b, _ = link_pair(make_server, a_files, b_files)
@@ -378,7 +351,8 @@ def test_a_node_with_a_certificate_from_another_ca_is_never_linked(make_server, 
 # ---- a cluster of real processes ---------------------------------------------------------
 
 NODE_SCRIPT = r'''
-"""One cluster node: serves clients on 127.0.0.1, subscribes each to "news", broadcasts the
+"""One cluster node (argv: name, port, cluster port, peers, cert, key, ca — "-" for no TLS —,
+JWT secret): serves clients on 127.0.0.1, subscribes each to "news", broadcasts the
 payload of a client's {"t": "shout"} message as {"t": "news"}; answers "status" on stdin."""
 import json
 import sys
@@ -390,9 +364,10 @@ name, port, cluster_port, peers, cert, key, ca, secret = sys.argv[1:9]
 server = RustWSEServer("127.0.0.1", int(port), jwt_secret=secret.encode())
 server.enable_drain_mode()
 server.start()
+tls = {} if cert == "-" else {"tls_cert": cert, "tls_key": key, "tls_ca": ca}
 server.connect_cluster(
-    peers.split(","), tls_cert=cert, tls_key=key, tls_ca=ca,
-    cluster_port=int(cluster_port), cluster_addr=f"127.0.0.1:{cluster_port}",
+    [p for p in peers.split(",") if p],
+    cluster_port=int(cluster_port), cluster_addr=f"127.0.0.1:{cluster_port}", **tls,
 )
 print("ready", flush=True)
 
@@ -479,8 +454,6 @@ class NodeProcess:
 
 
 def distinct_free_ports(n):
-    import socket
-
     socks = [socket.socket() for _ in range(n)]
     try:
         for s in socks:
@@ -557,3 +530,43 @@ def test_a_three_node_mtls_cluster_of_processes_routes_broadcasts_and_survives_a
     finally:
         for node in started:
             node.kill()
+
+
+def test_the_dead_letter_queue_holds_what_a_killed_peer_missed_and_drains(make_server, tmp_path):
+    # A graceful stop() unsubscribes its clients before leaving, so the departed peer with
+    # interest is a killed process.
+    script = tmp_path / "node.py"
+    script.write_text(NODE_SCRIPT)
+    a = make_server()
+    a_cluster, b_ws, b_cluster = distinct_free_ports(3)
+    a.connect_cluster([], cluster_port=a_cluster, cluster_addr=f"127.0.0.1:{a_cluster}")
+    b = NodeProcess([script, "b", b_ws, b_cluster, f"127.0.0.1:{a_cluster}", "-", "-", "-", SECRET.decode()])
+    try:
+        b.expect(r"^ready$", timeout=15)
+        wait_for(lambda: a.cluster_peers_count() == 1, what="the link")
+
+        async def go():
+            client = await published_client(b_ws, token("bea"))
+            await asyncio.to_thread(b.expect, r"^subscribed bea$")
+            await asyncio.to_thread(wait_for, lambda: a.cluster_routes("news") == 1, 10, "B's interest on A")
+            b_addr = a.cluster_info()[0]["address"]
+            assert b_addr == f"127.0.0.1:{b_cluster}"
+            b.kill()  # the client is still subscribed when its node dies
+            await asyncio.wait_for(client.disconnect(), 10)
+            return b_addr
+
+        b_addr = run(go())
+        wait_for(lambda: a.cluster_peers_count() == 0, what="A to see B go")
+        a.broadcast("news", '{"t":"missed","p":{"n":7}}')
+        a.broadcast("other", '{"t":"nobody_wants_it","p":{}}')
+        entries = a.get_cluster_dlq_entries()
+        assert len(entries) == 1, entries
+        (entry,) = entries
+        assert set(entry) == {"topic", "payload", "peer_addr", "error"}
+        assert entry["topic"] == "news"
+        assert json.loads(entry["payload"])["p"] == {"n": 7}
+        assert entry["peer_addr"] == b_addr
+        assert entry["error"] == "peer channel closed"  # the original's reason for a gone peer
+        assert a.get_cluster_dlq_entries() == []  # drained, as the original
+    finally:
+        b.kill()
