@@ -12,6 +12,7 @@
 //! Locking rule (no GIL deadlock): none of our locks is ever held while taking the GIL, and
 //! every wait (start, stop, drain_inbound, get_connections) happens with the GIL released.
 
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -24,6 +25,7 @@ use wse_core::ConnId;
 use wse_core::config::{JwtSettings, ServerConfig};
 use wse_core::conn::ConnSettings;
 use wse_core::pubsub::SubscribeError;
+use wse_runtime::cluster::{ClusterConfig, ClusterError, ClusterTls, TlsFiles};
 use wse_runtime::server::{
     RecoveryError, RecoveryOutcome, ServerEvent, ServerHandle, StartError, TopicRecovery,
 };
@@ -250,11 +252,7 @@ impl RustWseServer {
                 .map_err(|e| match e {
                     StartError::Config(c) => PyValueError::new_err(c.to_string()),
                     StartError::Bind { addr, source } => {
-                        let msg = format!("cannot bind {addr}: {source}");
-                        match source.raw_os_error() {
-                            Some(errno) => PyOSError::new_err((errno, msg)),
-                            None => PyOSError::new_err(msg),
-                        }
+                        os_error(&format!("cannot bind {addr}: {source}"), &source)
                     }
                 })?;
             if !drain_mode {
@@ -440,12 +438,147 @@ impl RustWseServer {
         Ok(())
     }
 
-    /// Publishes `data` to a topic (this node; no cluster is connected). Does not raise when
-    /// the server is stopped: the message is then dropped.
+    /// Publishes `data` to a topic: on this node as `broadcast_local` does, and, once
+    /// `connect_cluster` ran, to every peer with subscribers for the topic. Does not raise
+    /// when the server is stopped: the message is then dropped.
     fn broadcast(&self, topic: &str, data: &str) {
         if let Some(r) = read(&self.running) {
-            r.handle.broadcast_local(topic, data);
+            r.handle.broadcast(topic, data);
         }
+    }
+
+    // ---- cluster --------------------------------------------------------------------------
+
+    /// Joins the cluster mesh: dials every address in `peers` (`host:port`, redialled forever)
+    /// or, with `seeds`, the seeds instead (then `cluster_addr`, the `host:port` other nodes
+    /// reach this one at, is required, and peers learn of each other through them). With
+    /// `cluster_port` this node also accepts peers on that port (bound on 0.0.0.0). mTLS with
+    /// `tls_cert`, `tls_key` and `tls_ca` (PEM paths; all three or none; without them the
+    /// `WSE_CLUSTER_TLS_CERT` / `_KEY` / `_CA` environment variables, all three or none):
+    /// both sides present a certificate chaining to the CA. Call once, after `start()`.
+    /// `RuntimeError` for "Server not started", "Cluster already connected", seeds without
+    /// `cluster_addr`, an address that is not `host:port`, partial or unusable TLS files;
+    /// `OSError` when the cluster port cannot be bound.
+    #[pyo3(signature = (
+        peers, tls_cert = None, tls_key = None, tls_ca = None, cluster_port = None,
+        seeds = None, cluster_addr = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn connect_cluster(
+        &self,
+        py: Python<'_>,
+        peers: Vec<String>,
+        tls_cert: Option<PathBuf>,
+        tls_key: Option<PathBuf>,
+        tls_ca: Option<PathBuf>,
+        cluster_port: Option<u16>,
+        seeds: Option<Vec<String>>,
+        cluster_addr: Option<String>,
+    ) -> PyResult<()> {
+        // The checks come in the original's order: already connected, seeds, TLS, started.
+        let running = read(&self.running).filter(|r| !r.handle.is_stopped());
+        // Checked before binding, so a second call reports this and not a busy port.
+        if running
+            .as_ref()
+            .is_some_and(|r| r.handle.cluster().is_some())
+        {
+            return Err(cluster_error(&ClusterError::AlreadyConnected));
+        }
+        // The original refuses `seeds=[]` without `cluster_addr` too.
+        if seeds.is_some() && cluster_addr.is_none() {
+            return Err(cluster_error(&ClusterError::SeedsNeedAddr));
+        }
+        let tls = if tls_cert.is_some() || tls_key.is_some() || tls_ca.is_some() {
+            TlsFiles::from_parts(tls_cert, tls_key, tls_ca)
+        } else {
+            TlsFiles::from_env(|name| std::env::var(name).ok())
+        }
+        .map_err(|e| cluster_error(&e.into()))?;
+        let Some(running) = running else {
+            // Unusable files are reported before "not started", as by the original.
+            if let Some(files) = &tls {
+                ClusterTls::load(files).map_err(|e| cluster_error(&e.into()))?;
+            }
+            return Err(cluster_error(&ClusterError::NotStarted));
+        };
+        let mut config = ClusterConfig::new(peers);
+        config.seeds = seeds.unwrap_or_default();
+        config.cluster_addr = cluster_addr;
+        config.cluster_port = cluster_port;
+        config.tls = tls;
+        py.detach(|| running.rt.block_on(running.handle.connect_cluster(config)))
+            .map_err(|e| cluster_error(&e))
+    }
+
+    /// True while at least one peer link is up (False before `connect_cluster` and once
+    /// stopped).
+    fn cluster_connected(&self) -> bool {
+        read(&self.running).is_some_and(|r| r.handle.cluster_connected())
+    }
+
+    /// Live peer links (0 before `connect_cluster` and once stopped).
+    fn cluster_peers_count(&self) -> usize {
+        read(&self.running).map_or(0, |r| r.handle.cluster_peers_count())
+    }
+
+    /// One dict per live peer link: `{"address": str, "instance_id": str, "capabilities":
+    /// int, "connected_at": int}` (`connected_at` in Unix milliseconds). `[]` without a
+    /// cluster.
+    fn cluster_info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let info = read(&self.running)
+            .map_or_else(|| serde_json::json!([]), |r| r.handle.cluster_info_json());
+        to_py(py, &info)
+    }
+
+    /// Loads new mTLS files (PEM paths) for the links made from now on; live links keep
+    /// theirs. `RuntimeError("Cluster TLS not configured")` when the cluster was joined
+    /// without TLS (or not joined, or the server is stopped); `RuntimeError("TLS config error:
+    /// ...")` naming a file that is missing or unusable, the current files then stay in use.
+    fn reload_cluster_tls(
+        &self,
+        py: Python<'_>,
+        cert_path: PathBuf,
+        key_path: PathBuf,
+        ca_path: PathBuf,
+    ) -> PyResult<()> {
+        let Some(running) = read(&self.running) else {
+            return Err(cluster_error(&ClusterError::TlsNotConfigured));
+        };
+        let files = TlsFiles {
+            cert: cert_path,
+            key: key_path,
+            ca: ca_path,
+        };
+        py.detach(|| running.handle.reload_cluster_tls(&files))
+            .map_err(|e| cluster_error(&e))
+    }
+
+    /// Takes (and so empties) the cluster dead-letter queue: publications a peer with
+    /// subscribers never got, as `{"topic": str, "payload": str, "peer_addr": str, "error":
+    /// str}` in the order they were lost. `error` is "peer channel closed" for a peer that
+    /// went away, "peer queue full" for one too slow to take it, or another reason.
+    fn get_cluster_dlq_entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        let Some(running) = read(&self.running) else {
+            return Ok(list);
+        };
+        for letter in running.handle.get_cluster_dlq_entries() {
+            let d = PyDict::new(py);
+            d.set_item("topic", &letter.topic)?;
+            d.set_item("payload", &*letter.payload)?;
+            d.set_item("peer_addr", &letter.peer)?;
+            d.set_item("error", letter.reason.as_str())?;
+            list.append(d)?;
+        }
+        Ok(list)
+    }
+
+    /// Not in the original: how many live peers a `broadcast` on `topic` would be routed to
+    /// now, i.e. linked peers with a subscriber for it (exact or glob). Once a client on
+    /// another node subscribed, this becomes non-zero when that interest has reached this
+    /// node; tests and applications wait on it instead of sleeping. 0 without a cluster.
+    fn cluster_routes(&self, topic: &str) -> usize {
+        read(&self.running).map_or(0, |r| r.handle.cluster_routes(topic))
     }
 
     // ---- connections, topics, ACL, queue groups -------------------------------------------
@@ -704,6 +837,23 @@ impl RustWseServer {
         read(&self.running)
             .filter(|r| !r.handle.is_stopped())
             .ok_or_else(not_running)
+    }
+}
+
+/// `OSError(errno, msg)` for an I/O error that carries an errno, else `OSError(msg)`.
+fn os_error(msg: &str, source: &std::io::Error) -> PyErr {
+    match source.raw_os_error() {
+        Some(errno) => PyOSError::new_err((errno, msg.to_owned())),
+        None => PyOSError::new_err(msg.to_owned()),
+    }
+}
+
+/// The exception for a cluster error: `OSError` when the cluster port cannot be bound,
+/// `RuntimeError` with the error's message otherwise.
+fn cluster_error(e: &ClusterError) -> PyErr {
+    match e {
+        ClusterError::Bind { source, .. } => os_error(&e.to_string(), source),
+        _ => PyRuntimeError::new_err(e.to_string()),
     }
 }
 

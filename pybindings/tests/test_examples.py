@@ -204,3 +204,28 @@ def test_standalone_presence_announces_joins_updates_and_who(script):
     run(go(), timeout=60)
     app.expect(r"^left lobby: bob$")
     assert app.interrupt() == 0
+
+
+def test_standalone_cluster_routes_node1_headlines_to_clients_of_the_other_nodes(script):
+    ports = [free_port() for _ in range(6)]
+    app = script(
+        str(EXAMPLES / "standalone_cluster.py"),
+        "--ports", ",".join(map(str, ports[:3])),
+        "--cluster-ports", ",".join(map(str, ports[3:])),
+        "--interval", "0.2",
+    )
+    app.expect(r"^cluster: every node linked to 2 peers$")
+    tok = app.expect(r"^token: (\S+)$").group(1)
+
+    async def go():
+        on_node3 = await published_client(ports[2], tok)
+        on_node2 = await published_client(ports[1], tok)
+        for client in (on_node3, on_node2):
+            headline = (await recv_type(client, "headline")).payload
+            assert headline["from"] == "node1" and headline["n"] >= 1
+            await client.disconnect()
+
+    run(go(), timeout=60)
+    app.expect(r"^node1: headline \d+ goes to 2 other node\(s\)$")
+    assert app.interrupt() == 0
+    app.expect(r"^stopped$")

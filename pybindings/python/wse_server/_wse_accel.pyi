@@ -1,5 +1,7 @@
 """Type stubs for ``wse_server._wse_accel``, the native module of WSE."""
 
+import os
+from collections.abc import Sequence
 from typing import Any, Callable, Literal
 
 __version__: str
@@ -146,7 +148,55 @@ class RustWSEServer:
         """Publishes to a topic on this node: exact and glob subscribers (ACL checked) and one
         member of each queue group."""
     def broadcast(self, topic: str, data: str) -> None:
-        """Publishes to a topic; never raises when stopped (the message is dropped)."""
+        """Publishes to a topic on this node (as ``broadcast_local``) and, after
+        ``connect_cluster``, on every peer node with a subscriber for it. Never raises when
+        stopped (the message is dropped)."""
+
+    # cluster
+    def connect_cluster(
+        self,
+        peers: Sequence[str],
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        cluster_port: int | None = None,
+        seeds: Sequence[str] | None = None,
+        cluster_addr: str | None = None,
+    ) -> None:
+        """Joins the cluster: dials ``peers`` (``host:port``, redialled forever) or, with
+        ``seeds``, the seeds instead (``cluster_addr``, the ``host:port`` others reach this
+        node at, is then required). With ``cluster_port`` the node also accepts peers on that
+        port (bound on 0.0.0.0). mTLS with all three of ``tls_cert``/``tls_key``/``tls_ca``
+        (PEM paths) or, without them, ``WSE_CLUSTER_TLS_CERT``/``_KEY``/``_CA``. Once, after
+        ``start()``.
+
+        ``RuntimeError``: "Cluster already connected", seeds without ``cluster_addr``,
+        "Partial TLS config: ...", "TLS config error: ..." (naming the file), an address that
+        is not ``host:port``, "Server not started". ``OSError`` if the cluster port cannot be
+        bound.
+        """
+    def cluster_connected(self) -> bool:
+        """True while at least one peer link is up."""
+    def cluster_peers_count(self) -> int:
+        """Live peer links (0 without a cluster)."""
+    def cluster_info(self) -> list[dict[str, Any]]:
+        """One dict per live link: ``{"address": str, "instance_id": str, "capabilities": int,
+        "connected_at": int}`` (Unix milliseconds)."""
+    def reload_cluster_tls(
+        self,
+        cert_path: str | os.PathLike[str],
+        key_path: str | os.PathLike[str],
+        ca_path: str | os.PathLike[str],
+    ) -> None:
+        """New mTLS files for links made from now on. ``RuntimeError("Cluster TLS not
+        configured")`` without a TLS cluster; ``RuntimeError("TLS config error: ...")`` for an
+        unusable file (the current files stay in use)."""
+    def get_cluster_dlq_entries(self) -> list[dict[str, str]]:
+        """Takes the dead letters (publications a subscribed peer never got):
+        ``{"topic", "payload", "peer_addr", "error"}``; the queue is empty afterwards."""
+    def cluster_routes(self, topic: str) -> int:
+        """Not in the original: live peers a ``broadcast`` on ``topic`` is routed to now (those
+        with a subscriber for it). Useful to wait for a remote subscription to arrive."""
 
     # connections, topics, ACL, queue groups
     def get_connection_count(self) -> int:
