@@ -237,8 +237,15 @@ HEALTH_KEYS = {
     "recovery_total_bytes",
     "presence_enabled",
 }
-# Our additions (docs/pybindings.md): E2E records refused as replays, and undecryptable ones.
-OUR_HEALTH_KEYS = {"e2e_replayed", "e2e_undecryptable"}
+# Our additions (docs/pybindings.md): E2E records refused as replays, and undecryptable ones;
+# cluster membership (nodes linked, suspected, declared dead).
+OUR_HEALTH_KEYS = {
+    "e2e_replayed",
+    "e2e_undecryptable",
+    "cluster_members",
+    "cluster_suspects",
+    "cluster_dead_peers",
+}
 
 
 def test_health_snapshot_has_the_original_keys_before_and_while_running(make_server):

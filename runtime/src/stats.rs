@@ -171,6 +171,9 @@ impl Stats<'_> {
             ("cluster_reconnect_count", k.reconnects),
             ("cluster_unknown_message_types", k.unknown_message_types),
             ("cluster_dlq_size", k.dlq_size as u64),
+            ("cluster_members", k.members as u64),
+            ("cluster_suspects", k.suspects as u64),
+            ("cluster_dead_peers", k.dead_peers),
         ] {
             h.insert(key, Value::from(value));
         }
@@ -328,6 +331,11 @@ impl Stats<'_> {
                 "Cluster frames of unknown types skipped",
                 k.unknown_message_types,
             ),
+            (
+                "wse_cluster_dead_peers_total",
+                "Peer incarnations declared dead (silent past the heartbeat timeout, left, or restarted)",
+                k.dead_peers,
+            ),
         ] {
             metric(name, "counter", help, value.to_string());
         }
@@ -336,6 +344,18 @@ impl Stats<'_> {
             "gauge",
             "Entries in the cluster dead-letter queue",
             k.dlq_size.to_string(),
+        );
+        metric(
+            "wse_cluster_members",
+            "gauge",
+            "Cluster nodes with a live link",
+            k.members.to_string(),
+        );
+        metric(
+            "wse_cluster_suspects",
+            "gauge",
+            "Cluster nodes whose link ended, not yet declared dead",
+            k.suspects.to_string(),
         );
         if self.recovery_enabled {
             metric(

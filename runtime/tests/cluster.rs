@@ -94,8 +94,19 @@ async fn client(n: &Node) -> (Ws, wse_core::ConnId) {
 }
 
 async fn subscribed(n: &Node, topic: &str) -> Ws {
-    let (ws, id) = client(n).await;
-    n.server
+    subscribed_on(&n.server, topic).await
+}
+
+async fn subscribed_on(server: &ServerHandle, topic: &str) -> Ws {
+    let ws = connect(server, None).await;
+    let id = loop {
+        match server.next_event(Duration::from_secs(5)).await {
+            Some(ServerEvent::Connect(id, _)) => break id,
+            Some(_) => {}
+            None => panic!("no connect event"),
+        }
+    };
+    server
         .subscribe_connection(id, &[topic.to_owned()], None, None)
         .unwrap();
     ws
@@ -298,18 +309,22 @@ async fn a_draining_node_is_sent_no_new_routed_traffic() {
 }
 
 #[tokio::test]
-async fn messages_a_departed_peer_wanted_are_dead_letters_until_it_is_declared_dead() {
-    let (mut a, mut b) = (node(false).await, node(false).await);
-    let mut config = fast(vec![b.addr.clone()], &a.addr);
+async fn messages_a_crashed_peer_wanted_are_dead_letters_until_it_is_declared_dead() {
+    let mut a = node(false).await;
+    let b_addr = free_addr();
+    let mut config = fast(vec![b_addr.clone()], &a.addr);
     config.link.dead_after = Duration::from_secs(3);
     a.server
         .connect_cluster_on(config, a.listener.take(), TcpConnector)
         .unwrap();
-    join(&mut b, &[]);
-    let _wb = subscribed(&b, "t").await;
+    let plain = ServerConfig {
+        port: 0,
+        ..Default::default()
+    };
+    let mut b = Crashable::start(plain, &b_addr, fast(vec![], &b_addr));
+    let _wb = subscribed_on(b.server(), "t").await;
     eventually("interest", || a.server.cluster_routes("t") == 1).await;
-    let b_addr = b.addr.clone();
-    let stopping = tokio::spawn(async move { b.server.stop().await });
+    b.crash();
     eventually("B gone", || a.server.cluster_peers_count() == 0).await;
     a.server.broadcast("t", r#"{"x":1}"#);
     a.server.broadcast("unwanted", "{}");
@@ -327,7 +342,27 @@ async fn messages_a_departed_peer_wanted_are_dead_letters_until_it_is_declared_d
     .await;
     a.server.broadcast("t", r#"{"x":2}"#);
     assert!(a.server.get_cluster_dlq_entries().is_empty());
-    stopping.await.unwrap();
+    a.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_that_stops_gracefully_is_dead_at_once_on_its_peers() {
+    let (mut a, mut b) = (node(false).await, node(false).await);
+    let mut config = fast(vec![b.addr.clone()], &a.addr);
+    // Long enough that only the goodbye can explain a quick death.
+    config.link.dead_after = Duration::from_secs(30);
+    a.server
+        .connect_cluster_on(config, a.listener.take(), TcpConnector)
+        .unwrap();
+    join(&mut b, &[]);
+    eventually("linked", || a.server.cluster_peers_count() == 1).await;
+    b.server.stop().await;
+    eventually("B left", || a.server.cluster_figures().dead_peers == 1).await;
+    let h = a.server.health_snapshot();
+    assert_eq!(
+        (h["cluster_members"].clone(), h["cluster_suspects"].clone()),
+        (0.into(), 0.into())
+    );
     a.server.stop().await;
 }
 

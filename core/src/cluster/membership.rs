@@ -257,6 +257,25 @@ impl Membership {
         }
     }
 
+    /// `instance` said goodbye (SHUTDOWN): it is dead now, not a heartbeat timeout later, so its
+    /// users leave at once on a graceful stop.
+    pub fn left(&mut self, instance: &str, now: Instant) -> Vec<Event> {
+        let Some(node) = self.nodes.remove(instance) else {
+            return Vec::new();
+        };
+        if let Some(info) = node.addr.and_then(|a| self.addrs.get_mut(&a)) {
+            info.dead_since = Some(now);
+        }
+        vec![Event::Dead {
+            instance: instance.to_owned(),
+        }]
+    }
+
+    /// Nodes whose link ended and that are not dead yet.
+    pub fn suspects(&self) -> usize {
+        self.nodes.len() - self.alive()
+    }
+
     /// When [`Membership::handle_timeout`] is due next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let suspects = self.nodes.values().filter_map(|n| match n.state {

@@ -87,6 +87,23 @@ fn a_node_silent_for_the_heartbeat_timeout_is_dead() {
 }
 
 #[test]
+fn a_node_that_says_goodbye_is_dead_at_once() {
+    let mut a = m("a:1", &["b:1"], &[]);
+    a.linked("B1", Some("b:1"));
+    a.unlinked("B1", at(0));
+    assert_eq!(a.suspects(), 1);
+    assert_eq!(
+        a.left("B1", at(1)),
+        vec![Event::Dead {
+            instance: "B1".into()
+        }]
+    );
+    assert!(a.left("B1", at(1)).is_empty(), "once");
+    assert!(a.handle_timeout(at(60)).is_empty());
+    assert_eq!(a.suspects(), 0);
+}
+
+#[test]
 fn a_link_that_comes_back_in_time_is_no_death() {
     let mut a = m("a:1", &["b:1"], &[]);
     a.linked("B1", Some("b:1"));

@@ -310,6 +310,13 @@ impl Inner {
         self.apply(events);
     }
 
+    /// `instance` left gracefully (SHUTDOWN): dead at once.
+    pub(super) fn left(self: &Arc<Self>, instance: &str) {
+        let (now, _) = self.now();
+        let events = lock(&self.mesh).membership.left(instance, now);
+        self.apply(events);
+    }
+
     /// Membership timers (suspects → dead, forgetting discovered addresses).
     pub(super) fn membership_tick(self: &Arc<Self>) {
         let (now, _) = self.now();

@@ -297,6 +297,10 @@ pub struct ClusterFigures {
     pub dlq_size: usize,
     /// See [`ClusterCounters`].
     pub dead_peers: u64,
+    /// Nodes with a live link (membership's view).
+    pub members: usize,
+    /// Nodes whose link ended, not yet declared dead.
+    pub suspects: usize,
 }
 
 /// A running mesh (cheap to clone).
@@ -467,6 +471,10 @@ impl Cluster {
     pub fn figures(&self) -> ClusterFigures {
         use std::sync::atomic::Ordering::Relaxed;
         let c = &self.inner.counters;
+        let (members, suspects) = {
+            let mesh = lock(&self.inner.mesh);
+            (mesh.membership().alive(), mesh.membership().suspects())
+        };
         ClusterFigures {
             peers: self.peers_count(),
             messages_sent: c.messages_sent.load(Relaxed),
@@ -478,6 +486,8 @@ impl Cluster {
             unknown_message_types: c.unknown_message_types.load(Relaxed),
             dlq_size: lock(&self.inner.dlq).len(),
             dead_peers: c.dead_peers.load(Relaxed),
+            members,
+            suspects,
         }
     }
 

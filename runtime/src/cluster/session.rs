@@ -217,6 +217,9 @@ async fn run_session(
         .as_ref()
         .map(|r| r.remote.instance_id.clone());
     inner.unregister(&slot);
+    if let (ReadEnd::Shutdown, Some(id)) = (&why, &remote) {
+        inner.left(id);
+    }
     remote.map_or(SessionEnd::NotEstablished, SessionEnd::Ended)
 }
 
@@ -225,6 +228,8 @@ async fn run_session(
 #[allow(dead_code)] // the fields are read through `Debug` only
 enum ReadEnd {
     Closed,
+    /// The peer said goodbye (SHUTDOWN): it left the cluster.
+    Shutdown,
     Frame(wse_core::cluster::FrameError),
     Link(LinkError),
     Refused(&'static str),
@@ -317,7 +322,7 @@ fn act(inner: &Arc<Inner>, slot: &Arc<Slot>, inbound: Inbound) -> Result<(), Rea
             inner.learned(&addrs);
             Ok(())
         }
-        Inbound::Shutdown => Err(ReadEnd::Closed),
+        Inbound::Shutdown => Err(ReadEnd::Shutdown),
         Inbound::Presence(PeerFrame::PresenceFull { chunk }) => {
             let chunk = decode_chunk(&chunk).map_err(|_| ReadEnd::Presence)?;
             if inner.presence_received(slot, chunk) {
