@@ -94,6 +94,12 @@ try {
     );
   });
 
+  await step('the cluster card says this is a single node', async () => {
+    await page.waitForFunction(() =>
+      document.getElementById('cluster-state').textContent.startsWith('single node'),
+    );
+  });
+
   await step('watching "demo" subscribes the live feed', async () => {
     await page.fill('#topic', 'demo');
     await page.click('#watch button[type=submit]');

@@ -1,6 +1,6 @@
 // The WSE console. It uses only the public HTTP API (`Authorization: apikey <key>`) and the
 // client WebSocket protocol, so it doubles as an example of a browser client:
-//   - polls GET /api/info every second (connections, topics, message rates);
+//   - polls GET /api/info every second (connections, topics, message rates, cluster peers);
 //   - shows GET /api/presence?topic=T for the watched topic;
 //   - publishes with POST /api/publish;
 //   - mints a token with POST /api/token, sets the `access_token` cookie, opens /wse,
@@ -141,6 +141,28 @@ function renderInfo(info) {
   $('tx-rate').textContent = last ? formatRate(last.tx) : '–';
   drawGraph();
   renderTopics(info.topics);
+  renderCluster(info.cluster);
+}
+
+// `cluster` is null on a single node, else this node's instance id and its live peer links.
+function renderCluster(cluster) {
+  const body = $('cluster-peers');
+  body.replaceChildren();
+  if (!cluster) {
+    $('cluster-state').textContent = 'single node (no cluster configured)';
+    return;
+  }
+  const n = cluster.peers.length;
+  $('cluster-state').textContent =
+    `instance ${cluster.instance_id}: ${n} peer${n === 1 ? '' : 's'} linked`;
+  for (const peer of cluster.peers) {
+    const row = document.createElement('tr');
+    row.dataset.peer = peer.address;
+    cell(row, peer.address);
+    cell(row, peer.instance_id);
+    cell(row, new Date(peer.connected_at).toISOString());
+    body.appendChild(row);
+  }
 }
 
 // Rates come from successive counters over the server's own elapsed time (uptime_secs).
