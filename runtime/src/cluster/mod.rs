@@ -203,7 +203,10 @@ pub enum ClusterError {
 pub trait Node: Send + Sync + 'static {
     /// Delivers a publication a peer routed here to the local subscribers (stored under its
     /// origin's stamp when it carries one and recovery is on).
-    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>);
+    /// Returns false when no local subscriber had the topic (counted as
+    /// [`ClusterCounters::messages_unwanted`]).
+    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>)
+    -> bool;
     /// Calls `f` with every local subscription key (the RESYNC payload), holding subscription
     /// changes back until `f` returns (the observer that reports them to the mesh runs after).
     fn with_interest_keys(&self, f: &mut dyn FnMut(&[String]));
@@ -253,6 +256,11 @@ pub struct ClusterCounters {
     pub reconnects: std::sync::atomic::AtomicU64,
     /// Frames of unknown types skipped.
     pub unknown_message_types: std::sync::atomic::AtomicU64,
+    /// MSG frames received for a topic no local subscriber had (in flight across an UNSUB,
+    /// or routed against the interest this node announced).
+    pub messages_unwanted: std::sync::atomic::AtomicU64,
+    /// Times a dial loop's circuit breaker opened.
+    pub breaker_opened: std::sync::atomic::AtomicU64,
 }
 
 /// A figure-by-figure view for health and metrics.
@@ -274,6 +282,10 @@ pub struct ClusterFigures {
     pub reconnects: u64,
     /// See [`ClusterCounters`].
     pub unknown_message_types: u64,
+    /// See [`ClusterCounters`].
+    pub messages_unwanted: u64,
+    /// See [`ClusterCounters`].
+    pub breaker_opened: u64,
     /// Entries in the dead-letter queue.
     pub dlq_size: usize,
 }
@@ -431,6 +443,8 @@ impl Cluster {
             bytes_received: c.bytes_received.load(Relaxed),
             reconnects: c.reconnects.load(Relaxed),
             unknown_message_types: c.unknown_message_types.load(Relaxed),
+            messages_unwanted: c.messages_unwanted.load(Relaxed),
+            breaker_opened: c.breaker_opened.load(Relaxed),
             dlq_size: lock(&self.inner.dlq).len(),
         }
     }
