@@ -40,6 +40,9 @@ pub(super) struct Slot {
 pub(super) struct Registered {
     pub(super) remote: Remote,
     pub(super) connected_at_ms: u64,
+    /// What the peer was known to want before this link (its departed interest, or the link
+    /// this one replaced): kept if this link ends before the peer's RESYNC arrived on it.
+    pub(super) previous: Option<PeerInterest>,
 }
 
 #[derive(Debug)]
@@ -94,6 +97,17 @@ impl Mesh {
             .values()
             .filter(|s| lock(&s.link).wants(topic))
             .count()
+    }
+
+    /// The instance `id` is at the cluster address `addr` now: an earlier instance there (the
+    /// node restarted under a new instance id) is forgotten — its address mapping, and its
+    /// departed interest, which would otherwise record every later message as lost to it
+    /// (`PeerGone`) although the node behind that address receives it.
+    fn forget_previous_instances(&mut self, addr: &str, id: &str) {
+        self.departed
+            .retain(|other, d| other.as_str() == id || d.addr != addr);
+        self.addr_of
+            .retain(|other, a| other.as_str() == id || a.as_str() != addr);
     }
 
     pub(super) fn info(&self) -> Vec<PeerInfo> {
@@ -158,6 +172,7 @@ impl Inner {
             Role::Dialer => self.instance_id.clone(),
             Role::Acceptor => remote.to_owned(),
         };
+        let mut previous = None;
         if let Some(&serial) = mesh.by_remote.get(&remote.instance_id) {
             let existing = Arc::clone(&mesh.links[&serial]);
             let new_dialer = dialer_of(slot.role, &remote.instance_id);
@@ -168,7 +183,11 @@ impl Inner {
             // The new link wins on both ends: retire the old one now.
             mesh.links.remove(&serial);
             mesh.by_remote.remove(&remote.instance_id);
-            let unsent = lock(&existing.link).close();
+            let unsent = {
+                let mut link = lock(&existing.link);
+                previous = Some(link.interest().clone()).filter(PeerInterest::is_synced);
+                link.close()
+            };
             existing.end.cancel();
             self.dead_letters(&unsent, &existing.addr, DlqReason::PeerGone);
         } else if mesh.links.len() >= MAX_CLUSTER_PEERS {
@@ -177,10 +196,18 @@ impl Inner {
         mesh.links.insert(slot.serial, Arc::clone(slot));
         mesh.by_remote
             .insert(remote.instance_id.clone(), slot.serial);
-        mesh.departed.remove(&remote.instance_id);
+        if let Some(d) = mesh.departed.remove(&remote.instance_id) {
+            previous = previous.or(Some(d.interest));
+        }
+        if slot.role == Role::Dialer {
+            // We dialled the peer's cluster address: whatever instance was there before (the
+            // node restarted) is not coming back.
+            mesh.forget_previous_instances(&slot.addr, &remote.instance_id);
+        }
         *lock(&slot.registered) = Some(Registered {
             remote,
             connected_at_ms: wall.unix_millis(),
+            previous,
         });
         let known: Vec<String> = mesh.addr_of.values().cloned().collect();
         let mut link = lock(&slot.link);
@@ -214,7 +241,12 @@ impl Inner {
                 mesh.by_remote.remove(&id);
                 if mesh.departed.len() < MAX_CLUSTER_PEERS || mesh.departed.contains_key(&id) {
                     let addr = mesh.addr_of.get(&id).cloned().unwrap_or(slot.addr.clone());
-                    let interest = lock(&slot.link).interest().clone();
+                    // A link that ended before the peer's RESYNC knew nothing new: keep what
+                    // was known before it (else its empty set would hide every later loss).
+                    let interest = Some(lock(&slot.link).interest().clone())
+                        .filter(PeerInterest::is_synced)
+                        .or_else(|| r.previous.clone())
+                        .unwrap_or_default();
                     mesh.departed.insert(id, Departed { addr, interest });
                 }
             }
@@ -242,6 +274,7 @@ impl Inner {
         if let Some(old) = mesh.addr_of.insert(id.clone(), addr.clone()) {
             mesh.instance_at.remove(&old);
         }
+        mesh.forget_previous_instances(&addr, &id);
         mesh.instance_at.insert(addr, id);
         drop(mesh);
         self.changed.notify_waiters();
