@@ -21,9 +21,9 @@ use serde_json::{Map, Value, json};
 use wse_core::WallClock;
 use wse_core::auth::encode_jwt;
 use wse_core::client::{ClientConfig, Event, ReconnectPolicy, ReconnectStrategy};
+use wse_core::cluster::{BackoffConfig, BreakerConfig, FrameEncoder, PeerFrame};
 use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
 use wse_core::conn::ConnSettings;
-use wse_core::cluster::{BackoffConfig, BreakerConfig, FrameEncoder, PeerFrame};
 use wse_runtime::client::{self, ClientOptions};
 use wse_runtime::cluster::{ClusterConfig, LinkTimings};
 use wse_runtime::server::{Server, ServerHandle, StartOptions};
@@ -537,7 +537,9 @@ async fn client_host(world: Arc<World>, index: usize) -> turmoil::Result {
     options.wall_origin = Some(wall_now());
     options.connect_timeout = Duration::from_secs(2);
     let s = &world.scenario;
-    let hosts = (0..s.topology.servers).map(|i| format!("server{i}")).collect();
+    let hosts = (0..s.topology.servers)
+        .map(|i| format!("server{i}"))
+        .collect();
     let dialer = SimDialer::failover(hosts, s.home_of(index), PORT);
     let mut handle = client::spawn(dialer.clone(), options, client_config(s, index))?;
     let mut closing = false;

@@ -205,8 +205,7 @@ pub trait Node: Send + Sync + 'static {
     /// origin's stamp when it carries one and recovery is on).
     /// Returns false when no local subscriber had the topic (counted as
     /// [`ClusterCounters::messages_unwanted`]).
-    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>)
-    -> bool;
+    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>) -> bool;
     /// Calls `f` with every local subscription key (the RESYNC payload), holding subscription
     /// changes back until `f` returns (the observer that reports them to the mesh runs after).
     fn with_interest_keys(&self, f: &mut dyn FnMut(&[String]));

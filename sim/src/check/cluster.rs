@@ -11,7 +11,8 @@
 //!   holds it (the topic's origin), a known peer other than that node, and a peer that could
 //!   have wanted the topic (some client subscribed to it was ready on that peer by then). A
 //!   `PeerGone` letter made by the publication's own `route` names a peer the origin had no live
-//!   link to at that moment.
+//!   link to at that moment, or one linked for less than 200 ms (a restarted peer is
+//!   recognised by the address it announces right after its HELLO).
 //! - `dlq-complete` (sound, not complete): a publication made while the origin had no live link
 //!   to peer `j`, after a link to `j` it saw in this incarnation (last seen live at `t_l`), is in
 //!   the origin's DLQ for `j`, when `j` certainly wanted the topic as that link ended: a client
@@ -33,6 +34,10 @@ use crate::trace::{Entry, Record};
 
 /// Margin between a client's `Ready` on a peer and the last time the origin saw the link live.
 const SUB_KNOWN_MS: u64 = 2_900;
+/// A peer that came back under a new instance is recognised by its address once its
+/// announcement arrives, just after the link registers: until then the old instance's
+/// departed interest may still record a loss.
+const RELINK_GRACE_MS: u64 = 200;
 /// How long after a link ended a disconnect the peer noticed earlier can still be recorded.
 const DISCONNECT_LAG_MS: u64 = 4_000;
 
@@ -203,6 +208,7 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
     struct Origin {
         incarnation: u32,
         linked: BTreeSet<usize>,
+        linked_since: BTreeMap<usize, u64>,
         last_linked: BTreeMap<usize, u64>,
         gone_since: BTreeMap<usize, u64>,
     }
@@ -217,6 +223,7 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
                 let o = origins.entry(*server).or_insert_with(|| Origin {
                     incarnation: *incarnation,
                     linked: BTreeSet::new(),
+                    linked_since: BTreeMap::new(),
                     last_linked: BTreeMap::new(),
                     gone_since: BTreeMap::new(),
                 });
@@ -231,7 +238,9 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
                 }
                 for j in &now {
                     o.gone_since.remove(j);
+                    o.linked_since.entry(*j).or_insert(e.at_ms);
                 }
+                o.linked_since.retain(|j, _| now.contains(j));
                 o.linked = now;
             }
             Record::Publish { topic, n, .. } => {
@@ -272,14 +281,18 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
                 let Some(peer) = *peer else {
                     bad(
                         "dlq-sound",
-                        format!("server{server}: dead letter {topic} n={n} for an unknown peer address (at {at} ms)"),
+                        format!(
+                            "server{server}: dead letter {topic} n={n} for an unknown peer address (at {at} ms)"
+                        ),
                     );
                     continue;
                 };
                 if peer == *server || peer >= servers {
                     bad(
                         "dlq-sound",
-                        format!("server{server}: dead letter {topic} n={n} names server{peer} (at {at} ms)"),
+                        format!(
+                            "server{server}: dead letter {topic} n={n} names server{peer} (at {at} ms)"
+                        ),
                     );
                 }
                 match published.get(n) {
@@ -299,8 +312,13 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
                         ),
                     );
                 }
-                let linked = origins.get(server).is_some_and(|o| o.linked.contains(&peer));
-                if *routed && reason == "peer channel closed" && linked {
+                let linked_since = origins
+                    .get(server)
+                    .and_then(|o| o.linked_since.get(&peer).copied());
+                if *routed
+                    && reason == "peer channel closed"
+                    && linked_since.is_some_and(|since| at > since + RELINK_GRACE_MS)
+                {
                     bad(
                         "dlq-sound",
                         format!(
