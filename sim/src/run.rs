@@ -457,10 +457,10 @@ fn record_dead_letters(world: &World, server: &Server, index: usize, routed: Opt
             routed: routed == Some(n),
         };
         match world.plant {
-            Some(Plant::DlqDrop) if routed == Some(n) => {
-                if !world.dlq_planted.swap(true, Ordering::SeqCst) {
-                    continue;
-                }
+            Some(Plant::DlqDrop)
+                if routed == Some(n) && !world.dlq_planted.swap(true, Ordering::SeqCst) =>
+            {
+                continue;
             }
             Some(Plant::DlqForge) if !world.dlq_planted.swap(true, Ordering::SeqCst) => {
                 world.trace.push(

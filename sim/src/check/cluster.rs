@@ -256,16 +256,14 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
                     else {
                         continue;
                     };
-                    if certainly_wanted(j, topic, tl, tu) {
-                        if !letters.contains(&(origin, *n, j)) {
-                            bad(
-                                "dlq-complete",
-                                format!(
-                                    "server{origin} published {topic} n={n} at {} ms while its link to server{j} was gone (since {tu} ms, live until {tl} ms) and server{j} wanted {topic}, but no dead letter records it",
-                                    e.at_ms
-                                ),
-                            );
-                        }
+                    if certainly_wanted(j, topic, tl, tu) && !letters.contains(&(origin, *n, j)) {
+                        bad(
+                            "dlq-complete",
+                            format!(
+                                "server{origin} published {topic} n={n} at {} ms while its link to server{j} was gone (since {tu} ms, live until {tl} ms) and server{j} wanted {topic}, but no dead letter records it",
+                                e.at_ms
+                            ),
+                        );
                     }
                 }
             }
