@@ -15,6 +15,10 @@
 //!   they have all left (no ghosts);
 //! - `leak`: after the clients leave, no connection and no task is left on the server.
 //!
+//! Cluster (`topology.servers > 1`, see [`cluster`]): `interest` (no MSG reaches a node without
+//! a subscriber for it once interest converged), `dlq-sound` and `dlq-complete` (the dead
+//! letters against what the origin knew), and the expectations `breaker` and `failover`.
+//!
 //! Always: `protocol` (no client ever saw a malformed or undecryptable frame), and with
 //! `client.encryption`, `encryption` (key exchanges happened). Scenario expectations
 //! (`[expect]`) add `full-recovery`, `not-recovered`, `slow-consumer` and `reconnects`.
@@ -23,6 +27,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scenario::Scenario;
 use crate::trace::{Entry, Record};
+
+mod cluster;
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +60,8 @@ pub struct Final {
     pub slow_consumer_drops: u64,
     /// Whether presence is on.
     pub presence_enabled: bool,
+    /// Tasks a node may keep beyond its baseline (the cluster links' sessions and writers).
+    pub tasks_allowance: usize,
 }
 
 /// The user name of client `i` (its JWT `sub`).
@@ -221,7 +229,7 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
         let Some(session) = fin.last_session.get(client) else {
             continue;
         };
-        for topic in &scenario.workload.topics {
+        for topic in &scenario.topics_of(*client) {
             let Some(&(epoch, offset, at)) = last_publication.get(topic) else {
                 continue;
             };
@@ -281,7 +289,7 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
         );
     }
     if let (Some(base), Some(after)) = (fin.tasks_baseline, fin.tasks_after)
-        && after > base
+        && after > base + fin.tasks_allowance
     {
         bad(
             "leak",
@@ -308,6 +316,9 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
             "encryption",
             "clients asked for encryption but no key exchange completed".into(),
         );
+    }
+    if scenario.topology.servers > 1 {
+        cluster::check(scenario, entries, &mut bad);
     }
     if reconnects < scenario.expect.min_reconnects {
         bad(
@@ -361,6 +372,7 @@ mod tests {
             client: 0,
             session: 0,
             reconnected: false,
+            server: 0,
         }
     }
 

@@ -41,7 +41,8 @@ enum Cmd {
         /// A scenario name (`scenarios/<name>.toml`) or path; without it the seed generates one.
         #[arg(long)]
         scenario: Option<String>,
-        /// Plant a bug (drop-stamped, deliver-twice, ghost-presence) to see a checker catch it.
+        /// Plant a bug (drop-stamped, deliver-twice, ghost-presence, misroute, dlq-drop,
+        /// dlq-forge) to see a checker catch it.
         #[arg(long)]
         plant: Option<String>,
         /// Run the seed twice in separate processes and compare the trace digests.
@@ -118,11 +119,7 @@ fn replay_command(seed: u64, scenario: Option<&str>, plant: Option<Plant>) -> St
 }
 
 fn plant_name(p: Plant) -> &'static str {
-    match p {
-        Plant::DropStamped => "drop-stamped",
-        Plant::DeliverTwice => "deliver-twice",
-        Plant::GhostPresence => "ghost-presence",
-    }
+    p.name()
 }
 
 /// One simulation in this process.

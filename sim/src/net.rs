@@ -1,6 +1,8 @@
 //! The simulated network behind the runtime's network seams: a turmoil listener for server
 //! hosts ([`SimListener`], a [`wse_runtime::net::Listener`]) and a turmoil dialer for client
-//! hosts ([`SimDialer`], a [`wse_runtime::client::Dialer`]).
+//! hosts ([`SimDialer`], a [`wse_runtime::client::Dialer`] that fails over between servers),
+//! and a turmoil connector for cluster links ([`SimConnector`], a
+//! [`wse_runtime::net::Connector`]).
 //!
 //! Accepted streams can be throttled per client address ([`Throttles`]): turmoil's TCP never
 //! pushes back on a writer (a receiver's buffer grows without bound), so a slow consumer is
@@ -11,6 +13,7 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -162,20 +165,42 @@ impl AsyncWrite for SimStream {
     }
 }
 
-/// Dials a server host by name over turmoil's network.
+/// Dials the server hosts by name over turmoil's network, failing over: each attempt after a
+/// failure tries the next server (home first, then the others in order); a successful dial
+/// makes the next reconnection start at home again. Which server a connection reached is kept
+/// for the trace ([`SimDialer::connected_to`]).
 #[derive(Clone, Debug)]
 pub struct SimDialer {
-    host: String,
+    hosts: Arc<Vec<String>>,
     port: u16,
+    home: usize,
+    /// Attempts since the last successful dial.
+    attempts: Arc<AtomicUsize>,
+    /// The index (into `hosts`) of the last successful dial.
+    last: Arc<AtomicUsize>,
 }
 
 impl SimDialer {
-    /// Dials `host:port` (a turmoil host name).
+    /// Dials `host:port` (a turmoil host name), and only that.
     pub fn new(host: impl Into<String>, port: u16) -> SimDialer {
+        SimDialer::failover(vec![host.into()], 0, port)
+    }
+
+    /// Dials `hosts[home]` first and fails over to the others in order.
+    pub fn failover(hosts: Vec<String>, home: usize, port: u16) -> SimDialer {
+        let home = home % hosts.len().max(1);
         SimDialer {
-            host: host.into(),
+            hosts: Arc::new(hosts),
             port,
+            home,
+            attempts: Arc::new(AtomicUsize::new(0)),
+            last: Arc::new(AtomicUsize::new(home)),
         }
+    }
+
+    /// The index of the server the last successful dial reached.
+    pub fn connected_to(&self) -> usize {
+        self.last.load(Ordering::SeqCst)
     }
 }
 
@@ -183,7 +208,35 @@ impl wse_runtime::client::Dialer for SimDialer {
     type Stream = SimStream;
 
     async fn dial(&self) -> io::Result<SimStream> {
-        let inner = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        // Counted before the attempt: a connect the client's timeout abandons still moves on.
+        let k = self.attempts.fetch_add(1, Ordering::SeqCst);
+        let target = (self.home + k) % self.hosts.len().max(1);
+        let inner = TcpStream::connect((self.hosts[target].as_str(), self.port)).await?;
+        let peer = inner.peer_addr()?.ip();
+        self.attempts.store(0, Ordering::SeqCst);
+        self.last.store(target, Ordering::SeqCst);
+        Ok(SimStream {
+            inner,
+            peer,
+            throttles: None,
+            pause: None,
+        })
+    }
+}
+
+/// Opens cluster links over turmoil's network: `host:port` with a turmoil host name.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SimConnector;
+
+impl wse_runtime::net::Connector for SimConnector {
+    type Stream = SimStream;
+
+    async fn connect(&self, addr: &str) -> io::Result<SimStream> {
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "expected host:port"))?;
+        let inner = TcpStream::connect((host, port)).await?;
         let peer = inner.peer_addr()?.ip();
         Ok(SimStream {
             inner,

@@ -12,6 +12,7 @@
 //! process-global): the CLI re-executes itself per seed.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,19 +21,23 @@ use serde_json::{Map, Value, json};
 use wse_core::WallClock;
 use wse_core::auth::encode_jwt;
 use wse_core::client::{ClientConfig, Event, ReconnectPolicy, ReconnectStrategy};
+use wse_core::cluster::{BackoffConfig, BreakerConfig, FrameEncoder, PeerFrame};
 use wse_core::config::{JwtAlgorithm, JwtSettings, ServerConfig};
 use wse_core::conn::ConnSettings;
 use wse_runtime::client::{self, ClientOptions};
+use wse_runtime::cluster::{ClusterConfig, LinkTimings};
 use wse_runtime::server::{Server, ServerHandle, StartOptions};
 use wse_runtime::standalone::app::{self, AppPolicy};
 
 use crate::check::{self, Final, Violation, user_of};
-use crate::net::{SimDialer, SimListener, Throttles};
+use crate::net::{SimConnector, SimDialer, SimListener, Throttles};
 use crate::scenario::{Action, Scenario};
 use crate::trace::{self, Entry, Record, Trace};
 
 /// The port every server host listens on.
 pub const PORT: u16 = 5007;
+/// The port every server host's cluster listener is on (with more than one server).
+pub const CLUSTER_PORT: u16 = 5008;
 /// The HS256 secret of the simulated deployment.
 const SECRET: &[u8] = b"wse-sim-secret-wse-sim-secret-0123456789";
 /// 2026-01-01T00:00:00Z: the simulation's wall clock starts here, whatever the real date.
@@ -49,6 +54,27 @@ pub enum Plant {
     DeliverTwice,
     /// One user stays in the presence of the first topic after every client left.
     GhostPresence,
+    /// A rogue peer (it skips interest routing) sends server1 an MSG for a topic nobody there
+    /// subscribes to, after interest has converged.
+    Misroute,
+    /// The first dead letter the origin records for a publication is lost before the trace.
+    DlqDrop,
+    /// A dead letter for a message never published appears in the origin's DLQ.
+    DlqForge,
+}
+
+impl Plant {
+    /// The CLI name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Plant::DropStamped => "drop-stamped",
+            Plant::DeliverTwice => "deliver-twice",
+            Plant::GhostPresence => "ghost-presence",
+            Plant::Misroute => "misroute",
+            Plant::DlqDrop => "dlq-drop",
+            Plant::DlqForge => "dlq-forge",
+        }
+    }
 }
 
 impl std::str::FromStr for Plant {
@@ -58,8 +84,11 @@ impl std::str::FromStr for Plant {
             "drop-stamped" => Ok(Plant::DropStamped),
             "deliver-twice" => Ok(Plant::DeliverTwice),
             "ghost-presence" => Ok(Plant::GhostPresence),
+            "misroute" => Ok(Plant::Misroute),
+            "dlq-drop" => Ok(Plant::DlqDrop),
+            "dlq-forge" => Ok(Plant::DlqForge),
             other => Err(format!(
-                "unknown plant {other:?} (drop-stamped, deliver-twice, ghost-presence)"
+                "unknown plant {other:?} (drop-stamped, deliver-twice, ghost-presence, misroute, dlq-drop, dlq-forge)"
             )),
         }
     }
@@ -109,6 +138,7 @@ impl Report {
                 Record::Encrypted { .. } => "key_exchanges",
                 Record::KeyRotated { .. } => "key_rotations",
                 Record::Fault(_) => "faults",
+                Record::DeadLetter { .. } => "dead_letters",
                 _ => continue,
             };
             *counts.entry(k).or_default() += 1;
@@ -137,6 +167,26 @@ struct World {
     servers: Mutex<Vec<Option<ServerProbe>>>,
     /// Stamped deliveries seen per client (for the planted bugs).
     delivered: Vec<AtomicU64>,
+    /// Each server host's address (to name a cluster peer known by its socket address).
+    server_ips: Mutex<Vec<IpAddr>>,
+    /// A dead letter was dropped or forged already (the DLQ plants act once).
+    dlq_planted: AtomicBool,
+}
+
+impl World {
+    fn clustered(&self) -> bool {
+        self.scenario.topology.servers > 1
+    }
+
+    /// The server index behind a cluster address: `server<i>:<port>`, or `<ip>:<port>`.
+    fn server_of(&self, addr: &str) -> Option<usize> {
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        if let Some(i) = host.strip_prefix("server").and_then(|i| i.parse().ok()) {
+            return Some(i);
+        }
+        let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+        lock(&self.server_ips).iter().position(|x| *x == ip)
+    }
 }
 
 #[derive(Clone)]
@@ -181,6 +231,37 @@ fn server_config(s: &Scenario) -> ServerConfig {
     }
 }
 
+/// Server `index`'s cluster: static peers (all others, or only the lower ones when one-sided),
+/// timings shortened so links die and come back within a scenario.
+fn cluster_config(s: &Scenario, index: usize) -> ClusterConfig {
+    let peers = (0..s.topology.servers)
+        .filter(|j| *j != index && (!s.cluster.one_sided || *j < index))
+        .map(|j| format!("server{j}:{CLUSTER_PORT}"))
+        .collect();
+    let mut c = ClusterConfig::new(peers);
+    c.cluster_addr = Some(format!("server{index}:{CLUSTER_PORT}"));
+    c.link = LinkTimings {
+        heartbeat_interval: Duration::from_millis(500),
+        dead_after: Duration::from_secs(2),
+        handshake_timeout: Duration::from_secs(1),
+        write_timeout: Duration::from_secs(2),
+        queue_capacity: 10_000,
+        higher_id_grace: Duration::from_millis(300),
+    };
+    c.backoff = BackoffConfig {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(1),
+        ..BackoffConfig::default()
+    };
+    c.breaker = BreakerConfig {
+        failure_threshold: s.cluster.breaker_failures,
+        open_duration: Duration::from_millis(s.cluster.breaker_open_ms),
+        half_open_attempts: 1,
+        success_threshold: 1,
+    };
+    c
+}
+
 fn token(client: usize) -> String {
     let mut claims = Map::new();
     claims.insert("sub".into(), Value::from(user_of(client)));
@@ -205,9 +286,32 @@ async fn server_host(world: Arc<World>, index: usize) -> turmoil::Result {
         },
     );
     let server: Server = (*handle).clone();
+    if world.clustered() {
+        let cluster_listener = SimListener::bind(CLUSTER_PORT, Throttles::default()).await?;
+        server.connect_cluster_on(
+            cluster_config(&world.scenario, index),
+            Some(cluster_listener),
+            SimConnector,
+        )?;
+    }
     tokio::spawn(app::run(server.clone(), AppPolicy::default()));
-    if index == 0 {
-        tokio::spawn(publisher(Arc::clone(&world), server.clone()));
+    let mine: Vec<String> = world
+        .scenario
+        .published_topics()
+        .into_iter()
+        .filter(|t| world.scenario.cluster.origin(t) == index)
+        .collect();
+    if !mine.is_empty() {
+        tokio::spawn(publisher(
+            Arc::clone(&world),
+            server.clone(),
+            index,
+            incarnation,
+            mine,
+        ));
+    }
+    if world.plant == Some(Plant::Misroute) && index == 0 && incarnation == 0 {
+        tokio::spawn(rogue_peer(Arc::clone(&world)));
     }
     let tasks_now = Arc::new(AtomicU64::new(0));
     let tasks_baseline = tokio::runtime::Handle::current()
@@ -236,16 +340,41 @@ async fn server_host(world: Arc<World>, index: usize) -> turmoil::Result {
             .metrics()
             .num_alive_tasks();
         tasks_now.store(alive as u64, Ordering::SeqCst);
+        if world.clustered() {
+            let f = server.cluster_figures();
+            world.trace.push(
+                now_ms(),
+                Record::ClusterSample {
+                    server: index,
+                    incarnation,
+                    peers: f.peers,
+                    unwanted: f.messages_unwanted,
+                    breaker_opened: f.breaker_opened,
+                },
+            );
+            record_dead_letters(&world, &server, index, None);
+        }
         // Keep the handle alive for as long as the host runs.
         let _ = &handle;
     }
 }
 
-/// Publishes one numbered message to every topic each round; never ends (a host's task count
-/// must not change when it is done).
-async fn publisher(world: Arc<World>, server: Server) {
+/// Publishes one numbered message to each of this server's topics every round; never ends (a
+/// host's task count must not change when it is done). In a cluster it publishes with
+/// `broadcast`, and around each publication records which peers it is linked to (when that
+/// changed) and the dead letters the publication made — in the same synchronous step, so the
+/// DLQ checker knows exactly what the origin knew.
+async fn publisher(
+    world: Arc<World>,
+    server: Server,
+    index: usize,
+    incarnation: u32,
+    topics: Vec<String>,
+) {
     let w = &world.scenario.workload;
     let pad = "x".repeat(w.payload_bytes);
+    let clustered = world.clustered();
+    let mut linked: Option<BTreeSet<usize>> = None;
     // Rounds are numbered slots from `publish_from_ms`; a restarted server resumes at the
     // first slot not yet due.
     let mut slot = now_ms()
@@ -261,10 +390,40 @@ async fn publisher(world: Arc<World>, server: Server) {
             tokio::time::sleep(Duration::from_millis(due - now)).await;
         }
         slot += 1;
-        for topic in &w.topics {
+        for topic in &topics {
             let n = world.next_n.fetch_add(1, Ordering::SeqCst);
             let text = json!({"t": "tick", "p": {"n": n, "pad": pad}}).to_string();
-            if let Some((epoch, offset)) = server.broadcast_local(topic, &text) {
+            if !clustered {
+                if let Some((epoch, offset)) = server.broadcast_local(topic, &text) {
+                    world.trace.push(
+                        now_ms(),
+                        Record::Publish {
+                            topic: topic.clone(),
+                            epoch: epoch.0,
+                            offset,
+                            n,
+                        },
+                    );
+                }
+                continue;
+            }
+            let now_linked: BTreeSet<usize> = server
+                .cluster_info()
+                .iter()
+                .filter_map(|p| world.server_of(&p.address))
+                .collect();
+            if linked.as_ref() != Some(&now_linked) {
+                world.trace.push(
+                    now_ms(),
+                    Record::Links {
+                        server: index,
+                        incarnation,
+                        linked: now_linked.iter().copied().collect(),
+                    },
+                );
+                linked = Some(now_linked);
+            }
+            if let Some((epoch, offset)) = server.broadcast(topic, &text) {
                 world.trace.push(
                     now_ms(),
                     Record::Publish {
@@ -275,15 +434,86 @@ async fn publisher(world: Arc<World>, server: Server) {
                     },
                 );
             }
+            record_dead_letters(&world, &server, index, Some(n));
         }
     }
     std::future::pending::<()>().await;
 }
 
-fn client_config(s: &Scenario) -> ClientConfig {
+/// Drains `server`'s DLQ into the trace. `routed`: the number of the publication just
+/// broadcast (entries for it were made by that very `route`).
+fn record_dead_letters(world: &World, server: &Server, index: usize, routed: Option<u64>) {
+    for d in server.get_cluster_dlq_entries() {
+        let n = serde_json::from_str::<Value>(&d.payload)
+            .ok()
+            .and_then(|v| v.get("p")?.get("n")?.as_u64())
+            .unwrap_or(u64::MAX);
+        let record = Record::DeadLetter {
+            server: index,
+            topic: d.topic.clone(),
+            n,
+            peer: world.server_of(&d.peer),
+            reason: d.reason.as_str().to_owned(),
+            routed: routed == Some(n),
+        };
+        match world.plant {
+            Some(Plant::DlqDrop)
+                if routed == Some(n) && !world.dlq_planted.swap(true, Ordering::SeqCst) =>
+            {
+                continue;
+            }
+            Some(Plant::DlqForge) if !world.dlq_planted.swap(true, Ordering::SeqCst) => {
+                world.trace.push(
+                    now_ms(),
+                    Record::DeadLetter {
+                        server: index,
+                        topic: d.topic.clone(),
+                        n: n.wrapping_add(1 << 40),
+                        peer: world.server_of(&d.peer),
+                        reason: d.reason.as_str().to_owned(),
+                        routed: false,
+                    },
+                );
+            }
+            _ => {}
+        }
+        world.trace.push(now_ms(), record);
+    }
+}
+
+/// The `misroute` plant: a peer that ignores interest routing joins server1's mesh once
+/// interest has converged and sends it an MSG for a topic nobody subscribes to, then leaves.
+async fn rogue_peer(world: Arc<World>) {
+    let t = &world.scenario.timing;
+    let at = t.heal_at_ms + t.settle_ms.saturating_sub(1_500);
+    tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await;
+    let addr = format!("server1:{CLUSTER_PORT}");
+    let connect = wse_runtime::net::Connector::connect(&SimConnector, &addr);
+    let Ok(mut stream) = connect.await else {
+        return;
+    };
+    let mut bytes = Vec::new();
+    let mut encoder = FrameEncoder::new();
+    let frames = [
+        PeerFrame::hello("rogue-peer", wse_runtime::cluster::CAPABILITIES),
+        PeerFrame::Msg {
+            topic: "nobody.subscribes".into(),
+            payload: json!({"t": "tick", "p": {"n": u64::MAX}}).to_string(),
+            compressed: false,
+            trailer: None,
+        },
+    ];
+    for f in &frames {
+        let _ = encoder.encode(f, &mut bytes);
+    }
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, &bytes).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+fn client_config(s: &Scenario, index: usize) -> ClientConfig {
     let c = &s.client;
     ClientConfig {
-        topics: s.workload.topics.clone(),
+        topics: s.topics_of(index),
         presence: s.server.presence.then(|| json!({"status": "online"})),
         reconnect: ReconnectPolicy {
             strategy: ReconnectStrategy::Exponential,
@@ -306,11 +536,12 @@ async fn client_host(world: Arc<World>, index: usize) -> turmoil::Result {
     options.seed = Some(world.seed ^ ((index as u64 + 1) << 40) ^ u64::from(session));
     options.wall_origin = Some(wall_now());
     options.connect_timeout = Duration::from_secs(2);
-    let mut handle = client::spawn(
-        SimDialer::new("server0", PORT),
-        options,
-        client_config(&world.scenario),
-    )?;
+    let s = &world.scenario;
+    let hosts = (0..s.topology.servers)
+        .map(|i| format!("server{i}"))
+        .collect();
+    let dialer = SimDialer::failover(hosts, s.home_of(index), PORT);
+    let mut handle = client::spawn(dialer.clone(), options, client_config(s, index))?;
     let mut closing = false;
     loop {
         let event = tokio::select! {
@@ -325,13 +556,13 @@ async fn client_host(world: Arc<World>, index: usize) -> turmoil::Result {
             }
         };
         let Some(event) = event else { break };
-        record(&world, index, session, event);
+        record(&world, index, session, dialer.connected_to(), event);
     }
     handle.join().await;
     Ok(())
 }
 
-fn record(world: &World, client: usize, session: u32, event: Event) {
+fn record(world: &World, client: usize, session: u32, server: usize, event: Event) {
     let at = now_ms();
     let rec = match event {
         Event::Message(delivered) => {
@@ -393,6 +624,7 @@ fn record(world: &World, client: usize, session: u32, event: Event) {
             client,
             session,
             reconnected,
+            server,
         },
         Event::Disconnected { close, .. } => Record::Disconnected {
             client,
@@ -436,6 +668,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         client_sessions: (0..s.topology.clients).map(|_| AtomicU32::new(0)).collect(),
         servers: Mutex::new(vec![None; s.topology.servers]),
         delivered: (0..s.topology.clients).map(|_| AtomicU64::new(0)).collect(),
+        server_ips: Mutex::new(Vec::new()),
+        dlq_planted: AtomicBool::new(false),
     });
     let mut sim = turmoil::Builder::new()
         .rng_seed(options.seed)
@@ -452,6 +686,9 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         let w = Arc::clone(&world);
         sim.host(format!("client{i}"), move || client_host(Arc::clone(&w), i));
     }
+    *lock(&world.server_ips) = (0..s.topology.servers)
+        .map(|i| sim.lookup(format!("server{i}")))
+        .collect();
 
     let mut faults = s.faults.clone();
     faults.sort_by_key(|f| f.at_ms);
@@ -461,6 +698,8 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
     let mut healed = false;
     let mut fin = Final {
         presence_enabled: s.server.presence,
+        // Each live cluster link keeps up to two tasks on a node (a session and its writer).
+        tasks_allowance: 2 * (s.topology.servers - 1),
         ..Final::default()
     };
     let settle_end = s.timing.heal_at_ms + s.timing.settle_ms;
@@ -627,6 +866,17 @@ fn heal(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<String
     let clients: Vec<String> = (0..s.topology.clients)
         .map(|i| format!("client{i}"))
         .collect();
+    for (i, a) in servers.iter().enumerate() {
+        for b in &servers[i + 1..] {
+            let (a, b) = (a.as_str(), b.as_str());
+            sim.repair(a, b);
+            sim.repair_oneway(a, b);
+            sim.repair_oneway(b, a);
+            sim.release(a, b);
+            sim.set_link_latency(a, b, Duration::from_millis(1));
+            sim.set_link_fail_rate(a, b, 0.0);
+        }
+    }
     for server in &servers {
         for client in &clients {
             let (a, b) = (server.as_str(), client.as_str());

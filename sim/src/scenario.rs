@@ -4,6 +4,7 @@
 //!
 //! Every time is virtual milliseconds since the simulation started.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -28,6 +29,9 @@ pub struct Scenario {
     pub client: ClientSettings,
     /// What is published.
     pub workload: Workload,
+    /// The cluster (with `topology.servers > 1`).
+    #[serde(default)]
+    pub cluster: ClusterSettings,
     /// The fault timeline, in any order (applied by time).
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
@@ -42,7 +46,8 @@ pub struct Scenario {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
-    /// Server nodes (one until the cluster lands; the harness names and addresses them as a list).
+    /// Server nodes (1..=8). With more than one they form a cluster, and client `i` lives on
+    /// server `i % servers` (its home, which it fails over from).
     pub servers: usize,
     /// Client hosts.
     pub clients: usize,
@@ -110,6 +115,52 @@ impl Default for ClientSettings {
             reconnect_max_ms: 2_000,
             encryption: false,
         }
+    }
+}
+
+/// The cluster (used when `topology.servers > 1`): who publishes what, who subscribes to the
+/// partial topics, how the mesh is wired, and the breaker and interest numbers.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// One-sided static peer lists: server `i` lists only the servers below it, so each pair
+    /// has exactly one dialer (D14). Default: every server lists every other one.
+    pub one_sided: bool,
+    /// Topic → the server that publishes it (`broadcast`, so the cluster routes it). Topics
+    /// not listed are published by server 0. One origin per topic: a topic published from
+    /// two nodes flips epochs (D16).
+    pub origins: BTreeMap<String, usize>,
+    /// Topics published like the others but subscribed only by the clients whose home server
+    /// is listed: the other nodes have no subscriber for them, and the `interest` checker
+    /// watches that nothing is routed to them once interest has converged.
+    pub partial_topics: BTreeMap<String, Vec<usize>>,
+    /// Consecutive failed dials that open a dial loop's circuit breaker.
+    pub breaker_failures: u32,
+    /// How long an open breaker refuses dials.
+    pub breaker_open_ms: u64,
+    /// Interest has converged this long after the heal and after the last client connected or
+    /// disconnected; from then until the clients leave, no node may receive an MSG for a topic
+    /// it has no subscriber for.
+    pub interest_settle_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> ClusterSettings {
+        ClusterSettings {
+            one_sided: false,
+            origins: BTreeMap::new(),
+            partial_topics: BTreeMap::new(),
+            breaker_failures: 10,
+            breaker_open_ms: 5_000,
+            interest_settle_ms: 3_000,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// The server that publishes `topic`.
+    pub fn origin(&self, topic: &str) -> usize {
+        self.origins.get(topic).copied().unwrap_or(0)
     }
 }
 
@@ -273,6 +324,10 @@ pub struct Expect {
     pub slow_consumer: bool,
     /// At least this many reconnections in all.
     pub min_reconnects: u64,
+    /// Some node's circuit breaker opened (a dial loop gave up for a while).
+    pub breaker_opened: bool,
+    /// Some client reconnected to a server other than its home and recovered there.
+    pub failover: bool,
 }
 
 /// Why a scenario could not be loaded.
@@ -351,10 +406,9 @@ impl Scenario {
 
     /// Checks names, counts and times.
     pub fn validate(&self) -> Result<(), String> {
-        if self.topology.servers != 1 {
-            return Err(
-                "topology.servers: exactly 1 until the cluster lands (issue \"Cluster I\")".into(),
-            );
+        let servers = self.topology.servers;
+        if servers == 0 || servers > 8 {
+            return Err("topology.servers: 1..=8".into());
         }
         if self.topology.clients == 0 || self.topology.clients > 64 {
             return Err("topology.clients: 1..=64".into());
@@ -365,6 +419,7 @@ impl Scenario {
         if self.workload.publish_until_ms > self.timing.heal_at_ms + self.timing.settle_ms {
             return Err("workload.publish_until_ms must end before the liveness phase does".into());
         }
+        self.validate_cluster()?;
         let host_ok = |h: &str| self.is_host(h);
         for f in &self.faults {
             if f.at_ms >= self.timing.heal_at_ms {
@@ -399,6 +454,75 @@ impl Scenario {
             }
         }
         Ok(())
+    }
+
+    fn validate_cluster(&self) -> Result<(), String> {
+        let c = &self.cluster;
+        let servers = self.topology.servers;
+        if servers == 1
+            && (*c != ClusterSettings::default()
+                || self.expect.breaker_opened
+                || self.expect.failover)
+        {
+            return Err(
+                "[cluster] settings and cluster expectations need topology.servers > 1".into(),
+            );
+        }
+        for (topic, origin) in &c.origins {
+            if !self.workload.topics.contains(topic) && !c.partial_topics.contains_key(topic) {
+                return Err(format!(
+                    "cluster.origins: {topic:?} is not a workload or partial topic"
+                ));
+            }
+            if *origin >= servers {
+                return Err(format!(
+                    "cluster.origins: {topic:?} on server{origin}, which does not exist"
+                ));
+            }
+        }
+        for (topic, homes) in &c.partial_topics {
+            if self.workload.topics.contains(topic) {
+                return Err(format!(
+                    "cluster.partial_topics: {topic:?} is also a workload topic"
+                ));
+            }
+            if let Some(bad) = homes.iter().find(|h| **h >= servers) {
+                return Err(format!(
+                    "cluster.partial_topics: {topic:?} lists server{bad}, which does not exist"
+                ));
+            }
+        }
+        if c.breaker_failures == 0 {
+            return Err("cluster.breaker_failures must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Every published topic: the workload's, then the partial ones.
+    pub fn published_topics(&self) -> Vec<String> {
+        let mut out = self.workload.topics.clone();
+        out.extend(self.cluster.partial_topics.keys().cloned());
+        out
+    }
+
+    /// The topics client `client` subscribes to: the workload's, and the partial topics its
+    /// home server is listed for.
+    pub fn topics_of(&self, client: usize) -> Vec<String> {
+        let home = self.home_of(client);
+        let mut out = self.workload.topics.clone();
+        out.extend(
+            self.cluster
+                .partial_topics
+                .iter()
+                .filter(|(_, homes)| homes.contains(&home))
+                .map(|(t, _)| t.clone()),
+        );
+        out
+    }
+
+    /// Client `client`'s home server.
+    pub fn home_of(&self, client: usize) -> usize {
+        client % self.topology.servers.max(1)
     }
 
     fn is_host(&self, h: &str) -> bool {
@@ -516,16 +640,52 @@ impl Scenario {
                 },
             });
         }
+        // One seed in four runs a 3-node cluster (drawn from its own stream, so the rest of the
+        // recipe is what the seed gave before clusters existed): its clients spread over the
+        // nodes, and the link between two nodes is cut for a while, or server2 crashes and
+        // restarts.
+        let mut c = SplitMix(seed ^ 0x636c_7573_7465_7221);
+        let servers = if c.below(4) == 0 { 3 } else { 1 };
+        if servers > 1 {
+            let at = 1_500 + c.below(7_000);
+            let len = 500 + c.below(3_500);
+            let end = (at + len).min(heal_at_ms - 1);
+            let (start, stop) = if c.below(2) == 0 {
+                let (a, b) = (format!("server{}", c.below(3)), "server2".to_owned());
+                let a = if a == b { "server1".to_owned() } else { a };
+                (
+                    Action::Partition {
+                        a: a.clone(),
+                        b: b.clone(),
+                    },
+                    Action::Repair { a, b },
+                )
+            } else {
+                (
+                    Action::Crash {
+                        host: "server2".into(),
+                    },
+                    Action::Bounce {
+                        host: "server2".into(),
+                    },
+                )
+            };
+            faults.push(Fault {
+                at_ms: at,
+                action: start,
+            });
+            faults.push(Fault {
+                at_ms: end,
+                action: stop,
+            });
+        }
         let budget_small = r.below(3) == 0;
         let encryption = r.below(2) == 0;
         let rotation_secs = 1 + r.below(4);
         Scenario {
             name: format!("random-{seed}"),
             description: "generated from the seed".into(),
-            topology: Topology {
-                servers: 1,
-                clients,
-            },
+            topology: Topology { servers, clients },
             server: ServerSettings {
                 max_outbound_queue_bytes: 64 << 10,
                 // Sometimes a budget small enough that rings are evicted while clients are away.
@@ -537,6 +697,7 @@ impl Scenario {
                 encryption,
                 ..ClientSettings::default()
             },
+            cluster: ClusterSettings::default(),
             workload: Workload {
                 topics,
                 publish_every_ms: 20 + r.below(80),
@@ -594,6 +755,42 @@ mod tests {
             assert_eq!(s, Scenario::random(seed));
         }
         assert_ne!(Scenario::random(1), Scenario::random(2));
+    }
+
+    #[test]
+    fn cluster_settings_are_validated() {
+        let base = std::fs::read_to_string(scenarios_dir().join("cluster-partition-heal.toml"))
+            .unwrap_or_default();
+        assert!(Scenario::parse(&base).is_ok());
+        let refused = |from: &str, to: &str, why: &str| {
+            assert!(base.contains(from), "{from}");
+            let err = Scenario::parse(&base.replace(from, to)).unwrap_err();
+            assert!(err.contains(why), "{to}: {err}");
+        };
+        refused("[cluster]", "[cluster]\nbogus = 1", "bogus");
+        refused(
+            "origins = { chat = 1 }",
+            "origins = { chat = 7 }",
+            "does not exist",
+        );
+        refused(
+            "origins = { chat = 1 }",
+            "origins = { nope = 1 }",
+            "not a workload",
+        );
+        refused("audit = [1]", "audit = [3]", "does not exist");
+        refused("audit = [1]", "orders = [1]", "also a workload topic");
+        refused(
+            "[expect]",
+            "[expect]\nfailover_soon = true",
+            "failover_soon",
+        );
+        refused(
+            "servers = 3\nclients = 6",
+            "servers = 1\nclients = 6",
+            "servers > 1",
+        );
+        refused("servers = 3", "servers = 9", "1..=8");
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub enum Record {
         session: u32,
         /// Not the first connection of this incarnation.
         reconnected: bool,
+        /// The server it reached.
+        server: usize,
     },
     /// Lost the connection.
     Disconnected {
@@ -126,6 +128,44 @@ pub enum Record {
         recovery_budget: u64,
         /// Open connections.
         connections: u64,
+    },
+    /// A cluster origin's live links, recorded by its publisher (in the step of a publication)
+    /// whenever they changed.
+    Links {
+        /// The origin.
+        server: usize,
+        /// Its incarnation.
+        incarnation: u32,
+        /// The servers it has a live link to.
+        linked: Vec<usize>,
+    },
+    /// A node's cluster figures, sampled with its budgets.
+    ClusterSample {
+        /// Server index.
+        server: usize,
+        /// Its incarnation (counters start again at 0 on a restart).
+        incarnation: u32,
+        /// Live links.
+        peers: usize,
+        /// MSGs received for topics without a local subscriber.
+        unwanted: u64,
+        /// Times a dial loop's breaker opened.
+        breaker_opened: u64,
+    },
+    /// A dead letter drained from a node's DLQ.
+    DeadLetter {
+        /// The node whose DLQ held it.
+        server: usize,
+        /// The topic.
+        topic: String,
+        /// The payload's number.
+        n: u64,
+        /// The peer it did not reach (`None`: an address the harness does not know).
+        peer: Option<usize>,
+        /// Why.
+        reason: String,
+        /// Made by the `route` of this very publication (drained in the same step).
+        routed: bool,
     },
     /// A check's finding (recorded so it is part of the digest too).
     Note(String),

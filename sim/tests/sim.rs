@@ -62,6 +62,31 @@ fn encrypted_clients_with_rotating_keys_lose_nothing_under_faults() {
 }
 
 #[test]
+fn cluster_a_node_cut_off_from_its_peers_gets_not_recovered_and_the_origins_dlq() {
+    scenario_passes("cluster-partition-heal");
+}
+
+#[test]
+fn cluster_a_crashed_and_restarted_node_is_forgotten_and_relinked() {
+    scenario_passes("cluster-crash-bounce");
+}
+
+#[test]
+fn cluster_a_one_way_partition_ends_the_link_on_both_ends() {
+    scenario_passes("cluster-asymmetric");
+}
+
+#[test]
+fn cluster_a_flapping_link_opens_the_circuit_breakers() {
+    scenario_passes("cluster-flapping");
+}
+
+#[test]
+fn cluster_clients_of_a_crashed_node_fail_over_and_recover_everything() {
+    scenario_passes("cluster-failover");
+}
+
+#[test]
 fn a_bounded_sweep_of_generated_seeds_passes() {
     let (ok, out) = sim(&["run", "--seeds", "0..40"]);
     assert!(ok, "sweep failed:\n{out}");
@@ -78,24 +103,30 @@ fn a_seed_replays_with_the_same_trace_digest() {
             "{out}"
         );
     }
-    let (ok, out) = sim(&[
-        "run",
-        "--seed",
-        "5",
-        "--scenario",
-        "server-bounce",
-        "--check-determinism",
-    ]);
-    assert!(ok, "server-bounce seed 5 is not deterministic:\n{out}");
+    for scenario in ["server-bounce", "cluster-crash-bounce"] {
+        let (ok, out) = sim(&[
+            "run",
+            "--seed",
+            "5",
+            "--scenario",
+            scenario,
+            "--check-determinism",
+        ]);
+        assert!(ok, "{scenario} seed 5 is not deterministic:\n{out}");
+    }
 }
 
 fn planted_bug_is_caught(plant: &str, checker: &str) {
+    planted_bug_is_caught_in("partition-heal", plant, checker);
+}
+
+fn planted_bug_is_caught_in(scenario: &str, plant: &str, checker: &str) {
     let (ok, out) = sim(&[
         "run",
         "--seed",
         "1",
         "--scenario",
-        "partition-heal",
+        scenario,
         "--plant",
         plant,
     ]);
@@ -107,7 +138,7 @@ fn planted_bug_is_caught(plant: &str, checker: &str) {
     );
     assert!(
         out.contains(&format!(
-            "replay: cargo run -p wse-sim -- run --seed 1 --scenario partition-heal --plant {plant}"
+            "replay: cargo run -p wse-sim -- run --seed 1 --scenario {scenario} --plant {plant}"
         )),
         "the exact replay command is printed:\n{out}"
     );
@@ -126,6 +157,21 @@ fn a_message_delivered_twice_is_caught() {
 #[test]
 fn a_ghost_presence_entry_is_caught() {
     planted_bug_is_caught("ghost-presence", "presence");
+}
+
+#[test]
+fn a_message_routed_against_the_announced_interest_is_caught() {
+    planted_bug_is_caught_in("cluster-partition-heal", "misroute", "interest");
+}
+
+#[test]
+fn a_loss_missing_from_the_origins_dlq_is_caught() {
+    planted_bug_is_caught_in("cluster-partition-heal", "dlq-drop", "dlq-complete");
+}
+
+#[test]
+fn a_dead_letter_for_a_message_never_published_is_caught() {
+    planted_bug_is_caught_in("cluster-partition-heal", "dlq-forge", "dlq-sound");
 }
 
 #[test]

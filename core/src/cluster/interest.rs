@@ -29,6 +29,8 @@ pub struct PeerInterest {
     patterns: BTreeSet<String>,
     /// True between a RESYNC and the next non-RESYNC frame: continuation frames may extend.
     resync_open: bool,
+    /// True once a RESYNC arrived: the set is the peer's word, not just what SUBs added.
+    synced: bool,
     ignored: u64,
 }
 
@@ -75,7 +77,14 @@ impl PeerInterest {
             self.insert(t);
         }
         self.resync_open = true;
+        self.synced = true;
         true
+    }
+
+    /// True once the peer sent its RESYNC on this session (every session starts with one, even
+    /// empty): before that, an empty set means "not told yet", not "wants nothing".
+    pub fn is_synced(&self) -> bool {
+        self.synced
     }
 
     /// Marks the end of a RESYNC sequence (any frame other than RESYNC does it).

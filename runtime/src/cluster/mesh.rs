@@ -43,6 +43,9 @@ pub(super) struct Slot {
 pub(super) struct Registered {
     pub(super) remote: Remote,
     pub(super) connected_at_ms: u64,
+    /// What the peer was known to want before this link (its departed interest, or the link
+    /// this one replaced): kept if this link ends before the peer's RESYNC arrived on it.
+    pub(super) previous: Option<PeerInterest>,
 }
 
 #[derive(Debug)]
@@ -121,6 +124,17 @@ impl Mesh {
             .count()
     }
 
+    /// The instance `id` is at the cluster address `addr` now: an earlier instance there (the
+    /// node restarted under a new instance id) is forgotten — its address mapping, and its
+    /// departed interest, which would otherwise record every later message as lost to it
+    /// (`PeerGone`) although the node behind that address receives it.
+    fn forget_previous_instances(&mut self, addr: &str, id: &str) {
+        self.departed
+            .retain(|other, d| other.as_str() == id || d.addr != addr);
+        self.addr_of
+            .retain(|other, a| other.as_str() == id || a.as_str() != addr);
+    }
+
     pub(super) fn info(&self) -> Vec<PeerInfo> {
         let mut out: Vec<PeerInfo> = self
             .links
@@ -191,6 +205,7 @@ impl Inner {
             Role::Dialer => self.instance_id.clone(),
             Role::Acceptor => remote.to_owned(),
         };
+        let mut previous = None;
         if let Some(&serial) = mesh.by_remote.get(&remote.instance_id) {
             let existing = Arc::clone(&mesh.links[&serial]);
             let new_dialer = dialer_of(slot.role, &remote.instance_id);
@@ -201,7 +216,11 @@ impl Inner {
             // The new link wins on both ends: retire the old one now.
             mesh.links.remove(&serial);
             mesh.by_remote.remove(&remote.instance_id);
-            let unsent = lock(&existing.link).close();
+            let unsent = {
+                let mut link = lock(&existing.link);
+                previous = Some(link.interest().clone()).filter(PeerInterest::is_synced);
+                link.close()
+            };
             existing.end.cancel();
             self.dead_letters(&unsent, &existing.addr, DlqReason::PeerGone);
         } else if mesh.links.len() >= MAX_CLUSTER_PEERS {
@@ -210,9 +229,14 @@ impl Inner {
         mesh.links.insert(slot.serial, Arc::clone(slot));
         mesh.by_remote
             .insert(remote.instance_id.clone(), slot.serial);
-        let previous = mesh.departed.remove(&remote.instance_id);
+        if let Some(d) = mesh.departed.remove(&remote.instance_id) {
+            previous = previous.or(Some(d.interest));
+        }
         let dialled = (slot.role == Role::Dialer).then_some(slot.addr.as_str());
         if let Some(addr) = dialled {
+            // We dialled the peer's cluster address: whatever instance was there before (the
+            // node restarted) is not coming back.
+            mesh.forget_previous_instances(addr, &remote.instance_id);
             mesh.instance_at
                 .insert(addr.to_owned(), remote.instance_id.clone());
         }
@@ -220,11 +244,12 @@ impl Inner {
         *lock(&slot.registered) = Some(Registered {
             remote,
             connected_at_ms: wall.unix_millis(),
+            previous: previous.clone(),
         });
         let known = mesh.membership.addresses();
         let mut link = lock(&slot.link);
         if let Some(previous) = previous {
-            link.assume_interest(previous.interest);
+            link.assume_interest(previous);
         }
         let started = link
             .start_session(keys, self.config.cluster_addr.as_deref(), &known)
@@ -269,7 +294,12 @@ impl Inner {
                 mesh.membership.unlinked(&id, last_heard);
                 if mesh.departed.len() < MAX_CLUSTER_PEERS || mesh.departed.contains_key(&id) {
                     let addr = mesh.addr_of.get(&id).cloned().unwrap_or(slot.addr.clone());
-                    let interest = lock(&slot.link).interest().clone();
+                    // A link that ended before the peer's RESYNC knew nothing new: keep what
+                    // was known before it (else its empty set would hide every later loss).
+                    let interest = Some(lock(&slot.link).interest().clone())
+                        .filter(PeerInterest::is_synced)
+                        .or_else(|| r.previous.clone())
+                        .unwrap_or_default();
                     mesh.departed.insert(id, Departed { addr, interest });
                 }
             }
@@ -297,6 +327,7 @@ impl Inner {
         if let Some(old) = mesh.addr_of.insert(id.clone(), addr.clone()) {
             mesh.instance_at.remove(&old);
         }
+        mesh.forget_previous_instances(&addr, &id);
         let events = mesh.membership.announced(&id, &addr);
         mesh.instance_at.insert(addr, id);
         drop(mesh);
@@ -310,10 +341,15 @@ impl Inner {
         self.apply(events);
     }
 
-    /// `instance` left gracefully (SHUTDOWN): dead at once.
+    /// `instance` left gracefully (SHUTDOWN): dead at once, and nothing is recorded for it
+    /// any more (it meant to go).
     pub(super) fn left(self: &Arc<Self>, instance: &str) {
         let (now, _) = self.now();
-        let events = lock(&self.mesh).membership.left(instance, now);
+        let events = {
+            let mut mesh = lock(&self.mesh);
+            mesh.departed.remove(instance);
+            mesh.membership.left(instance, now)
+        };
         self.apply(events);
     }
 
@@ -339,20 +375,20 @@ impl Inner {
                     }
                 }
                 Event::Dead { instance } => {
-                    // Dead, not just away: nothing is recorded for it any more (its next life
-                    // announces its own interest), and what it owned is purged.
-                    let origin = {
-                        let mut mesh = lock(&self.mesh);
-                        mesh.departed.remove(&instance);
-                        mesh.origins.remove(&instance)
-                    };
+                    // Dead: what it owned (presence) is purged. Its interest stays, so what it
+                    // would have received is recorded (DLQ) until it comes back, restarts as a
+                    // new incarnation, leaves gracefully, or its address is forgotten.
+                    let origin = lock(&self.mesh).origins.remove(&instance);
                     if let (Some(origin), Some(node)) = (origin, self.node.upgrade()) {
                         node.forget_presence(origin);
                     }
                     self.counters.dead_peers.fetch_add(1, Relaxed);
                     self.changed.notify_waiters();
                 }
-                Event::Forget(_) => self.changed.notify_waiters(),
+                Event::Forget(addr) => {
+                    lock(&self.mesh).departed.retain(|_, d| d.addr != addr);
+                    self.changed.notify_waiters();
+                }
             }
         }
     }

@@ -214,7 +214,9 @@ pub enum ClusterError {
 pub trait Node: Send + Sync + 'static {
     /// Delivers a publication a peer routed here to the local subscribers (stored under its
     /// origin's stamp when it carries one and recovery is on).
-    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>);
+    /// Returns false when no local subscriber had the topic (counted as
+    /// [`ClusterCounters::messages_unwanted`]).
+    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>) -> bool;
     /// Calls `f` with every local subscription key (the RESYNC payload) and this node's
     /// presence entries as PresenceFull chunks, holding subscription and presence changes back
     /// until `f` returns (what reports them to the mesh runs after): a new link gets either the
@@ -272,6 +274,11 @@ pub struct ClusterCounters {
     pub unknown_message_types: std::sync::atomic::AtomicU64,
     /// Peer incarnations declared dead (silent past the heartbeat timeout, or restarted).
     pub dead_peers: std::sync::atomic::AtomicU64,
+    /// MSG frames received for a topic no local subscriber had (in flight across an UNSUB,
+    /// or routed against the interest this node announced).
+    pub messages_unwanted: std::sync::atomic::AtomicU64,
+    /// Times a dial loop's circuit breaker opened.
+    pub breaker_opened: std::sync::atomic::AtomicU64,
 }
 
 /// A figure-by-figure view for health and metrics.
@@ -293,6 +300,10 @@ pub struct ClusterFigures {
     pub reconnects: u64,
     /// See [`ClusterCounters`].
     pub unknown_message_types: u64,
+    /// See [`ClusterCounters`].
+    pub messages_unwanted: u64,
+    /// See [`ClusterCounters`].
+    pub breaker_opened: u64,
     /// Entries in the dead-letter queue.
     pub dlq_size: usize,
     /// See [`ClusterCounters`].
@@ -484,6 +495,8 @@ impl Cluster {
             bytes_received: c.bytes_received.load(Relaxed),
             reconnects: c.reconnects.load(Relaxed),
             unknown_message_types: c.unknown_message_types.load(Relaxed),
+            messages_unwanted: c.messages_unwanted.load(Relaxed),
+            breaker_opened: c.breaker_opened.load(Relaxed),
             dlq_size: lock(&self.inner.dlq).len(),
             dead_peers: c.dead_peers.load(Relaxed),
             members,

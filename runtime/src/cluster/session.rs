@@ -126,7 +126,10 @@ pub(super) async fn dial_loop<C: Connector>(inner: Arc<Inner>, connector: Arc<C>
         let mut rng = lock(&inner.rng);
         match end {
             SessionEnd::NotEstablished => {
+                let opened = breaker.stats().opened;
                 breaker.handle_failure(now);
+                let opened = breaker.stats().opened - opened;
+                inner.counters.breaker_opened.fetch_add(opened, Relaxed);
                 delay = backoff.next_delay(&mut *rng);
             }
             SessionEnd::Ended(remote) => {
@@ -309,8 +312,10 @@ fn act(inner: &Arc<Inner>, slot: &Arc<Slot>, inbound: Inbound) -> Result<(), Rea
             trailer,
         } => {
             inner.counters.messages_delivered.fetch_add(1, Relaxed);
-            if let Some(node) = inner.node.upgrade() {
-                node.deliver_routed(&topic, &payload, trailer);
+            if let Some(node) = inner.node.upgrade()
+                && !node.deliver_routed(&topic, &payload, trailer)
+            {
+                inner.counters.messages_unwanted.fetch_add(1, Relaxed);
             }
             Ok(())
         }

@@ -17,10 +17,19 @@ use crate::cluster::{
 use crate::net::{Connector, Listener, TcpConnector, TcpListener};
 
 impl Node for Shared {
-    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>) {
+    fn deliver_routed(&self, topic: &str, payload: &str, trailer: Option<RecoveryTrailer>) -> bool {
+        // Cheap checks first; the key scan runs only for a message nobody here takes exactly.
+        let wanted = self.registry.subscriber_count(topic) > 0
+            || !self.registry.queue_group_info(topic).is_empty()
+            || self
+                .registry
+                .interest_keys()
+                .iter()
+                .any(|k| wse_core::glob::is_glob(k) && wse_core::glob::glob_match(k, topic));
         if !self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
             Shared::deliver_routed(self, topic, payload, trailer);
         }
+        wanted
     }
 
     fn with_snapshot(&self, f: &mut dyn FnMut(&[String], &[String])) {
