@@ -570,3 +570,108 @@ def test_the_dead_letter_queue_holds_what_a_killed_peer_missed_and_drains(make_s
         assert a.get_cluster_dlq_entries() == []  # drained, as the original
     finally:
         b.kill()
+
+
+PRESENCE_NODE_SCRIPT = r'''
+"""One presence cluster node (argv: name, port, cluster port, seed or "-", JWT secret): the
+first node is the seed, the others know only it. Serves clients on 127.0.0.1 and tracks each
+in the presence of "room"; answers "status" on stdin with its peers and room's users."""
+import json
+import sys
+import threading
+
+from wse_server import RustWSEServer
+
+name, port, cluster_port, seed, secret = sys.argv[1:6]
+server = RustWSEServer("127.0.0.1", int(port), jwt_secret=secret.encode(), presence_enabled=True)
+server.enable_drain_mode()
+server.start()
+server.connect_cluster(
+    [],
+    cluster_port=int(cluster_port),
+    cluster_addr=f"127.0.0.1:{cluster_port}",
+    **({} if seed == "-" else {"seeds": [seed]}),
+)
+print("ready", flush=True)
+
+
+def commands():
+    for line in sys.stdin:
+        if line.strip() == "status":
+            users = sorted(server.presence("room"))
+            print(f"status peers={server.cluster_peers_count()} users={','.join(users)}",
+                  flush=True)
+
+
+threading.Thread(target=commands, daemon=True).start()
+while True:
+    for kind, conn_id, value in server.drain_inbound(256, 50):
+        if kind == "auth_connect":
+            server.subscribe_connection(conn_id, ["room"], presence_data={"node": name})
+            print(f"present {value}", flush=True)
+'''
+
+
+class PresenceNode(NodeProcess):
+    def presence_status(self):
+        self.proc.stdin.write("status\n")
+        self.proc.stdin.flush()
+        m = self.expect(r"^status peers=(\d+) users=(.*)$", timeout=5)
+        return int(m.group(1)), [u for u in m.group(2).split(",") if u]
+
+    def wait_presence(self, peers, users, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        got = None
+        while time.monotonic() < deadline:
+            got = self.presence_status()
+            if got == (peers, users):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"wanted peers={peers} users={users}, last {got}; output: {self.seen}")
+
+
+def test_nodes_that_know_only_the_seed_form_a_mesh_and_share_presence_and_a_killed_nodes_user_leaves(
+    tmp_path,
+):
+    # Issue 12: three processes, only the first is a seed; a user connected to C is present on
+    # A; killing C (SIGKILL, no goodbye) removes the user on A within the heartbeat timeout
+    # (15 s after C was last heard).
+    script = tmp_path / "presence_node.py"
+    script.write_text(PRESENCE_NODE_SCRIPT)
+    names = ("a", "b", "c")
+    free = distinct_free_ports(6)
+    ws_port = dict(zip(names, free[:3]))
+    cluster_port = dict(zip(names, free[3:]))
+    seed = f"127.0.0.1:{cluster_port['a']}"
+    started = []
+
+    def start(n):
+        node = PresenceNode([script, n, ws_port[n], cluster_port[n],
+                             "-" if n == "a" else seed, SECRET.decode()])
+        started.append(node)
+        node.expect(r"^ready$", timeout=15)
+        return node
+
+    async def go():
+        nodes = {n: start(n) for n in names}
+        for node in nodes.values():
+            await asyncio.to_thread(node.wait_presence, 2, [])
+        carol = await published_client(ws_port["c"], token("carol"))
+        await asyncio.to_thread(nodes["c"].expect, r"^present carol$")
+        dave = await published_client(ws_port["b"], token("dave"))
+        await asyncio.to_thread(nodes["b"].expect, r"^present dave$")
+        for node in nodes.values():
+            await asyncio.to_thread(node.wait_presence, 2, ["carol", "dave"])
+        nodes["c"].kill()
+        await asyncio.wait_for(carol.disconnect(), 10)
+        # The heartbeat timeout is 15 s after C was last heard; allow scheduling slack.
+        await asyncio.to_thread(nodes["a"].wait_presence, 1, ["dave"], 25.0)
+        await asyncio.to_thread(nodes["b"].wait_presence, 1, ["dave"], 10.0)
+        await dave.disconnect()
+        await asyncio.to_thread(nodes["a"].wait_presence, 1, [], 10.0)
+
+    try:
+        run(go(), timeout=120)
+    finally:
+        for node in started:
+            node.kill()
