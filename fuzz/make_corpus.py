@@ -117,3 +117,9 @@ write("cluster_frame", "bad_magic_hello", b"\x00\x03" + peer_hello.replace(b"WSE
 write("cluster_frame", "oversized_length", b"\x00\x04" + struct.pack(">I", (1 << 20) + 1) + b"\x01")
 write("cluster_frame", "msg_claims_zstd_but_is_not", b"\x00\x02"
       + peer(0x01, topic=b"t", payload=b"\x28\xb5\x2f\xfd garbage", flags=0x01))
+
+# Raw mode (byte 0 even): a presence sync chunk as a peer sends it (docs/cluster.md §14).
+write("presence_chunk", "two_entries", b"\x00" + json.dumps(
+    {"o": 7, "e": [["room", "alice", 1764000000123, 0, 7, 2, {"s": "on"}],
+                   ["room", "bob", 1764000000456, 3, 7, None, None]]},
+    separators=(",", ":")).encode())
