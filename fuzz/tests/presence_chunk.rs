@@ -18,8 +18,19 @@ use wse_fuzz::{Mode, name_from, split_mode, structured};
 #[derive(Debug, TypeGenerator)]
 struct Built {
     origin: u64,
-    entries: Vec<(Vec<u8>, Vec<u8>, u64, u32, u64, Option<u8>)>,
+    entries: Vec<Spec>,
     flip: Option<(u16, u8)>,
+}
+
+/// One entry: topic and user bytes, stamp (wall, counter, node), connections (`None`: absent).
+#[derive(Debug, TypeGenerator)]
+struct Spec {
+    topic: Vec<u8>,
+    user: Vec<u8>,
+    wall: u64,
+    counter: u32,
+    node: u64,
+    connections: Option<u8>,
 }
 
 fn round_trip(origin: NodeId, entries: &[(PresenceKey, PresenceEntry)]) {
@@ -52,12 +63,16 @@ fn presence_chunk() {
                 .entries
                 .iter()
                 .take(64)
-                .map(|(t, u, wall, counter, node, conns)| {
-                    let hlc = Hlc::new(*wall, *counter, NodeId(*node));
-                    let key = PresenceKey::new(name_from(t, b"ab:*"), name_from(u, b"xyz"), origin);
-                    let entry = match conns {
+                .map(|e| {
+                    let hlc = Hlc::new(e.wall, e.counter, NodeId(e.node));
+                    let key = PresenceKey::new(
+                        name_from(&e.topic, b"ab:*"),
+                        name_from(&e.user, b"xyz"),
+                        origin,
+                    );
+                    let entry = match e.connections {
                         Some(c) => {
-                            let n = u32::from(*c) + 1;
+                            let n = u32::from(c) + 1;
                             PresenceEntry::present(hlc, json!({ "n": n }), n)
                         }
                         None => PresenceEntry::absent(hlc),
