@@ -816,3 +816,68 @@ async fn nodes_that_know_only_one_seed_find_each_other_by_gossip() {
         n.server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_rolling_restart_drains_a_node_and_its_next_life_rejoins_and_resyncs() {
+    // A and B know each other; B is drained (DRAIN: A stops routing to it), stopped
+    // (SHUTDOWN: A declares it dead at once), and started again at the same address as a new
+    // incarnation, which A links and routes to again, with its presence.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a_addr = wse_runtime::net::Listener::local_addr(&listener)
+        .unwrap()
+        .to_string();
+    let b_addr = free_addr();
+    let a = ServerHandle::start(&jwt_presence()).await.unwrap();
+    a.connect_cluster_on(
+        fast(vec![b_addr.clone()], &a_addr),
+        Some(listener),
+        TcpConnector,
+    )
+    .unwrap();
+    let start_b = || async {
+        let b = ServerHandle::start(&jwt_presence()).await.unwrap();
+        let l = TcpListener::bind(&b_addr).await.unwrap();
+        b.connect_cluster_on(fast(vec![a_addr.clone()], &b_addr), Some(l), TcpConnector)
+            .unwrap();
+        b
+    };
+    let b = start_b().await;
+    let (_erin_ws, erin) = user(&b, "erin").await;
+    b.subscribe_connection(erin, &["room".into()], Some(&serde_json::json!({})), None)
+        .unwrap();
+    eventually("erin visible on A, B routed", || {
+        a.presence("room").contains_key("erin") && a.cluster_routes("room") == 1
+    })
+    .await;
+    let first = b.cluster().unwrap().instance_id().to_owned();
+
+    b.start_drain(4300, "rolling restart", Duration::from_secs(1));
+    eventually("A routes nothing to the draining B", || {
+        a.cluster_routes("room") == 0
+    })
+    .await;
+    b.stop().await;
+    eventually("B's goodbye: erin gone on A at once", || {
+        a.presence("room").is_empty() && a.cluster_figures().dead_peers == 1
+    })
+    .await;
+
+    let b2 = start_b().await;
+    let (mut erin2_ws, erin2) = user(&b2, "erin").await;
+    b2.subscribe_connection(erin2, &["room".into()], Some(&serde_json::json!({})), None)
+        .unwrap();
+    eventually("the next life is linked, routed and present", || {
+        a.cluster_info().first().map(|p| p.instance_id.clone()) != Some(first.clone())
+            && a.cluster_routes("room") == 1
+            && a.presence("room").contains_key("erin")
+    })
+    .await;
+    a.broadcast("room", r#"{"t":"back"}"#);
+    loop {
+        if recv(&mut erin2_ws).await["t"] == "back" {
+            break;
+        }
+    }
+    b2.stop().await;
+    a.stop().await;
+}
