@@ -121,6 +121,9 @@ fn cluster_link() {
     bolero::check!().with_type::<Input>().for_each(|input| {
         let mut cfg = LinkConfig::new("me");
         cfg.queue_capacity = usize::from(input.queue % 8) + 1;
+        // What the runtime offers: the original's four bits and our presence CRDT.
+        let ours = Capabilities::ALL | Capabilities::PRESENCE_SYNC;
+        cfg.capabilities = ours;
         let capacity = cfg.queue_capacity;
         let mut now = Instant::from_secs(1);
         let mut link = if input.dialer {
@@ -128,7 +131,9 @@ fn cluster_link() {
         } else {
             Link::accept(cfg, now)
         };
-        let peer_caps = Capabilities(u32::from(input.peer_caps & 0x1F));
+        let offered = Capabilities(u32::from(input.peer_caps & 0x1F));
+        // Below, `peer_caps` is what the link may use: the AND of both offers.
+        let peer_caps = offered.negotiate(ours);
         let mut hello_seen = false;
         let mut data_waiting = 0usize;
         let mut closed = false;
@@ -140,7 +145,7 @@ fn cluster_link() {
                 Op::Receive(rx) => {
                     let mut f = frame(rx);
                     if let PeerFrame::Hello { capabilities, .. } = &mut f {
-                        *capabilities = peer_caps;
+                        *capabilities = offered;
                     }
                     let is_ping = matches!(f, PeerFrame::Ping);
                     let got = link.handle_frame(f, now);

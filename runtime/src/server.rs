@@ -1024,6 +1024,8 @@ where
         )
     };
     machine.set_crypto_seed(shared.crypto_seed());
+    // `server_hello` says `features.cluster` once this node is in a cluster.
+    machine.set_cluster_enabled(shared.cluster.get().is_some());
     let (tx, rx) = mpsc::channel(MAX_QUEUED_FRAMES);
     let peer_is_open = machine.is_open();
     let id = machine.id();

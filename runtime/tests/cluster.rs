@@ -881,3 +881,32 @@ async fn a_rolling_restart_drains_a_node_and_its_next_life_rejoins_and_resyncs()
     b2.stop().await;
     a.stop().await;
 }
+
+#[tokio::test]
+async fn server_hello_advertises_the_cluster_once_the_node_joined_one() {
+    use futures_util::SinkExt;
+    let mut a = node(false).await;
+    let hello =
+        r#"{"c":"WSE","t":"client_hello","p":{"client_version":"2.0.7","protocol_version":2}}"#;
+    let features = |mut ws: Ws| async move {
+        ws.send(Message::text(hello)).await.unwrap();
+        loop {
+            let v = recv(&mut ws).await;
+            if v["t"] == "server_hello" {
+                return v["p"]["features"]["cluster"].clone();
+            }
+        }
+    };
+    let before = connect(&a.server, None).await;
+    let open_before = connect(&a.server, None).await;
+    assert_eq!(features(before).await, false);
+    join(&mut a, &[]);
+    let after = connect(&a.server, None).await;
+    assert_eq!(features(after).await, true);
+    assert_eq!(
+        features(open_before).await,
+        true,
+        "already open connections too"
+    );
+    a.server.stop().await;
+}

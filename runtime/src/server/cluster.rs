@@ -103,6 +103,11 @@ impl Server {
             // Lost a race with another connect_cluster: this one never registered anything.
             return Err(ClusterError::AlreadyConnected);
         }
+        // Connections already open answer their next `client_hello` with `features.cluster`.
+        let peers: Vec<_> = lock(&shared.conns).values().cloned().collect();
+        for peer in peers {
+            lock(&peer.machine).set_cluster_enabled(true);
+        }
         let weak = Arc::downgrade(shared);
         shared
             .registry
