@@ -15,7 +15,7 @@
 //!   they have all left (no ghosts);
 //! - `leak`: after the clients leave, no connection and no task is left on the server.
 //!
-//! Cluster (`topology.servers > 1`, see [`cluster`]): `interest` (no MSG reaches a node without
+//! Cluster (`topology.servers > 1`, see `check/cluster.rs`): `interest` (no MSG reaches a node without
 //! a subscriber for it once interest converged), `dlq-sound` and `dlq-complete` (the dead
 //! letters against what the origin knew), and the expectations `breaker` and `failover`.
 //!

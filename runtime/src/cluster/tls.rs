@@ -179,7 +179,7 @@ impl ClusterTls {
 
     /// Client side of a handshake: verifies the server certificate against the CA, with the
     /// host part of `addr` as the name ("10.0.0.1:9000" → IP, "node-a.local:9000" → DNS name,
-    /// "[::1]:9000" → IPv6), and presents the node certificate. An `addr` whose host is
+    /// `"[::1]:9000"` → IPv6), and presents the node certificate. An `addr` whose host is
     /// neither an IP nor a valid DNS name fails with [`io::ErrorKind::InvalidInput`].
     pub async fn connect<S>(&self, addr: &str, stream: S) -> io::Result<client::TlsStream<S>>
     where
