@@ -339,24 +339,25 @@ impl Stats<'_> {
         ] {
             metric(name, "counter", help, value.to_string());
         }
-        metric(
-            "wse_cluster_dlq_size",
-            "gauge",
-            "Entries in the cluster dead-letter queue",
-            k.dlq_size.to_string(),
-        );
-        metric(
-            "wse_cluster_members",
-            "gauge",
-            "Cluster nodes with a live link",
-            k.members.to_string(),
-        );
-        metric(
-            "wse_cluster_suspects",
-            "gauge",
-            "Cluster nodes whose link ended, not yet declared dead",
-            k.suspects.to_string(),
-        );
+        for (name, help, value) in [
+            (
+                "wse_cluster_dlq_size",
+                "Entries in the cluster dead-letter queue",
+                k.dlq_size,
+            ),
+            (
+                "wse_cluster_members",
+                "Cluster nodes with a live link",
+                k.members,
+            ),
+            (
+                "wse_cluster_suspects",
+                "Cluster nodes whose link ended, not yet declared dead",
+                k.suspects,
+            ),
+        ] {
+            metric(name, "gauge", help, value.to_string());
+        }
         if self.recovery_enabled {
             metric(
                 "wse_recovery_topics",
