@@ -464,6 +464,13 @@ def distinct_free_ports(n):
             s.close()
 
 
+def three_nodes():
+    """Names and free ports of a three-node test cluster: (names, ws ports, cluster ports)."""
+    names = ("a", "b", "c")
+    free = distinct_free_ports(6)
+    return names, dict(zip(names, free[:3])), dict(zip(names, free[3:]))
+
+
 async def recv_news(client, timeout=10.0):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -476,10 +483,7 @@ async def recv_news(client, timeout=10.0):
 def test_a_three_node_mtls_cluster_of_processes_routes_broadcasts_and_survives_a_restart(tmp_path, ca):
     script = tmp_path / "node.py"
     script.write_text(NODE_SCRIPT)
-    names = ("a", "b", "c")
-    free = distinct_free_ports(6)
-    ws_port = dict(zip(names, free[:3]))
-    cluster_port = dict(zip(names, free[3:]))
+    names, ws_port, cluster_port = three_nodes()
     files = {n: ca.node(f"node-{n}") for n in names}
     started = []
 
@@ -638,10 +642,7 @@ def test_nodes_that_know_only_the_seed_form_a_mesh_and_share_presence_and_a_kill
     # (15 s after C was last heard).
     script = tmp_path / "presence_node.py"
     script.write_text(PRESENCE_NODE_SCRIPT)
-    names = ("a", "b", "c")
-    free = distinct_free_ports(6)
-    ws_port = dict(zip(names, free[:3]))
-    cluster_port = dict(zip(names, free[3:]))
+    names, ws_port, cluster_port = three_nodes()
     seed = f"127.0.0.1:{cluster_port['a']}"
     started = []
 
