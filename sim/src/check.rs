@@ -15,9 +15,13 @@
 //!   they have all left (no ghosts);
 //! - `leak`: after the clients leave, no connection and no task is left on the server.
 //!
-//! Cluster (`topology.servers > 1`, see [`cluster`]): `interest` (no MSG reaches a node without
-//! a subscriber for it once interest converged), `dlq-sound` and `dlq-complete` (the dead
-//! letters against what the origin knew), and the expectations `breaker` and `failover`.
+//! Cluster (`topology.servers > 1`, see `check/cluster.rs`): `interest` (no MSG reaches a
+//! node without a subscriber for it once interest converged), `dlq-sound` and `dlq-complete`
+//! (the dead letters against what the origin knew), and the expectations `breaker` and
+//! `failover`; and (see `check/membership.rs`) `membership` (a full mesh of the current
+//! instances, nothing suspect), with `[presence]` `presence-views` (one presence truth on every
+//! node, equal to the connected users) and `presence-accounting` (each node's join/leave
+//! frames against the sessions).
 //!
 //! Always: `protocol` (no client ever saw a malformed or undecryptable frame), and with
 //! `client.encryption`, `encryption` (key exchanges happened). Scenario expectations

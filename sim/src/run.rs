@@ -418,7 +418,7 @@ async fn publisher(
     let w = &world.scenario.workload;
     let pad = "x".repeat(w.payload_bytes);
     let clustered = world.clustered();
-    let mut linked: Option<BTreeSet<usize>> = None;
+    let mut linked: Option<BTreeSet<(usize, String)>> = None;
     // Rounds are numbered slots from `publish_from_ms`; a restarted server resumes at the
     // first slot not yet due.
     let mut slot = now_ms()
@@ -451,10 +451,10 @@ async fn publisher(
                 }
                 continue;
             }
-            let now_linked: BTreeSet<usize> = server
+            let now_linked: BTreeSet<(usize, String)> = server
                 .cluster_info()
-                .iter()
-                .filter_map(|p| world.server_of(&p.address))
+                .into_iter()
+                .filter_map(|p| Some((world.server_of(&p.address)?, p.instance_id)))
                 .collect();
             if linked.as_ref() != Some(&now_linked) {
                 world.trace.push(
@@ -462,7 +462,8 @@ async fn publisher(
                     Record::Links {
                         server: index,
                         incarnation,
-                        linked: now_linked.iter().copied().collect(),
+                        linked: now_linked.iter().map(|(j, _)| *j).collect(),
+                        instances: now_linked.iter().map(|(_, id)| id.clone()).collect(),
                     },
                 );
                 linked = Some(now_linked);
@@ -657,9 +658,19 @@ async fn watcher_host(world: Arc<World>, index: usize) -> turmoil::Result {
             Event::SubscriptionAck { .. } if !acked => {
                 acked = true;
                 let present = lock(&world.servers)[index].as_ref().map(|probe| {
-                    probe.server.presence(&topic).into_keys().collect::<Vec<_>>()
+                    probe
+                        .server
+                        .presence(&topic)
+                        .into_keys()
+                        .collect::<Vec<_>>()
                 });
-                world.trace.push(at, Record::WatcherReady { watcher: index, present });
+                world.trace.push(
+                    at,
+                    Record::WatcherReady {
+                        watcher: index,
+                        present,
+                    },
+                );
             }
             Event::Disconnected { .. } => {
                 if acked {
@@ -682,7 +693,11 @@ async fn watcher_host(world: Arc<World>, index: usize) -> turmoil::Result {
                 else {
                     continue;
                 };
-                let rec = Record::PresenceEvent { watcher: index, join, user: user.to_owned() };
+                let rec = Record::PresenceEvent {
+                    watcher: index,
+                    join,
+                    user: user.to_owned(),
+                };
                 if index == 0 {
                     match world.plant {
                         Some(Plant::DuplicateJoin)
@@ -834,7 +849,9 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         server_ips: Mutex::new(Vec::new()),
         dlq_planted: AtomicBool::new(false),
         start_delay_ms: start_delays(s, options.seed),
-        leave: (0..s.topology.clients).map(|_| AtomicBool::new(false)).collect(),
+        leave: (0..s.topology.clients)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
         watchers_finish: AtomicBool::new(false),
         presence_planted: AtomicBool::new(false),
     });
@@ -855,7 +872,9 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
     }
     for i in 0..s.watchers() {
         let w = Arc::clone(&world);
-        sim.host(format!("watcher{i}"), move || watcher_host(Arc::clone(&w), i));
+        sim.host(format!("watcher{i}"), move || {
+            watcher_host(Arc::clone(&w), i)
+        });
     }
     *lock(&world.server_ips) = (0..s.topology.servers)
         .map(|i| sim.lookup(format!("server{i}")))
@@ -875,10 +894,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         ..Final::default()
     };
     if s.cluster.start_spread_ms > 0 {
-        let mut order: Vec<(u64, usize)> =
-            world.start_delay_ms.iter().copied().zip(0..).collect();
+        let mut order: Vec<(u64, usize)> = world.start_delay_ms.iter().copied().zip(0..).collect();
         order.sort_unstable();
-        world.trace.push(0, Record::Note(format!("start order (delay ms, server): {order:?}")));
+        world.trace.push(
+            0,
+            Record::Note(format!("start order (delay ms, server): {order:?}")),
+        );
     }
     let settle_end = s.timing.heal_at_ms + s.timing.settle_ms;
     let mut settled = false;
@@ -911,7 +932,10 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
             }
             world.finish.store(true, Ordering::SeqCst);
         }
-        if settled && !world.watchers_finish.load(Ordering::SeqCst) && now >= settle_end + s.timing.drain_ms / 2 {
+        if settled
+            && !world.watchers_finish.load(Ordering::SeqCst)
+            && now >= settle_end + s.timing.drain_ms / 2
+        {
             fin.presence_after_nodes = node_views(&world, s)
                 .into_iter()
                 .map(|v| (v.server, v.presence.into_keys().collect()))
@@ -991,7 +1015,12 @@ fn node_views(world: &World, s: &Scenario) -> Vec<NodeView> {
                     .cluster()
                     .map(|c| c.instance_id().to_owned())
                     .unwrap_or_default(),
-                linked: p.server.cluster_info().into_iter().map(|i| i.instance_id).collect(),
+                linked: p
+                    .server
+                    .cluster_info()
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect(),
                 members: f.members,
                 suspects: f.suspects,
                 presence: topic
@@ -1068,7 +1097,9 @@ fn apply(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<Strin
             sim.bounce(host.as_str());
         }
         Action::Leave { host } => {
-            if let Some(i) = host.strip_prefix("client").and_then(|i| i.parse::<usize>().ok())
+            if let Some(i) = host
+                .strip_prefix("client")
+                .and_then(|i| i.parse::<usize>().ok())
                 && !crashed.contains(host)
             {
                 world.leave[i].store(true, Ordering::SeqCst);

@@ -601,6 +601,9 @@ impl Scenario {
             }
         }
         if let Some(ch) = &self.chaos {
+            if servers == 1 {
+                return Err("[chaos] needs topology.servers > 1".into());
+            }
             if ch.until_ms >= self.timing.heal_at_ms || ch.from_ms > ch.until_ms {
                 return Err("chaos: from_ms <= until_ms < heal_at_ms".into());
             }
@@ -662,10 +665,13 @@ impl Scenario {
         let servers = self.topology.servers;
         let clients = self.topology.clients;
         let heal = self.timing.heal_at_ms;
-        let between = |r: &mut SplitMix, [lo, hi]: [u64; 2]| lo + r.below(hi - lo + 1);
+        let between =
+            |r: &mut SplitMix, [lo, hi]: [u64; 2]| lo + r.below((hi - lo).saturating_add(1));
         let mut t = ch.from_ms;
         while t <= ch.until_ms {
-            let end = (t + between(&mut r, ch.length_ms)).min(heal - 1);
+            let end = t
+                .saturating_add(between(&mut r, ch.length_ms))
+                .min(heal - 1);
             let server = |i: u64| format!("server{i}");
             let kinds = u64::from(ch.servers) * 4 + u64::from(ch.clients) * 3;
             if kinds == 0 {
@@ -681,14 +687,26 @@ impl Scenario {
                     let a = r.below(servers as u64);
                     let b = (a + 1 + r.below(servers as u64 - 1)) % servers as u64;
                     let (a, b) = (server(a), server(b));
-                    push(t, Action::Partition { a: a.clone(), b: b.clone() });
+                    push(
+                        t,
+                        Action::Partition {
+                            a: a.clone(),
+                            b: b.clone(),
+                        },
+                    );
                     push(end, Action::Repair { a, b });
                 }
                 1 => {
                     let a = r.below(servers as u64);
                     for b in (0..servers as u64).filter(|b| *b != a) {
                         let (a, b) = (server(a), server(b));
-                        push(t, Action::Partition { a: a.clone(), b: b.clone() });
+                        push(
+                            t,
+                            Action::Partition {
+                                a: a.clone(),
+                                b: b.clone(),
+                            },
+                        );
                         push(end, Action::Repair { a, b });
                     }
                 }
@@ -697,7 +715,12 @@ impl Scenario {
                     push(t, Action::Crash { host: host.clone() });
                     push(end, Action::Bounce { host });
                 }
-                3 => push(t, Action::Bounce { host: server(r.below(servers as u64)) }),
+                3 => push(
+                    t,
+                    Action::Bounce {
+                        host: server(r.below(servers as u64)),
+                    },
+                ),
                 4 => {
                     let host = format!("client{}", r.below(clients as u64));
                     push(t, Action::Leave { host: host.clone() });
@@ -711,11 +734,17 @@ impl Scenario {
                 _ => {
                     let c = r.below(clients as u64) as usize;
                     let (a, b) = (format!("client{c}"), format!("server{}", self.home_of(c)));
-                    push(t, Action::Partition { a: a.clone(), b: b.clone() });
+                    push(
+                        t,
+                        Action::Partition {
+                            a: a.clone(),
+                            b: b.clone(),
+                        },
+                    );
                     push(end, Action::Repair { a, b });
                 }
             }
-            t += between(&mut r, ch.gap_ms);
+            t = t.saturating_add(between(&mut r, ch.gap_ms));
         }
         s
     }
@@ -993,6 +1022,69 @@ mod tests {
             "servers > 1",
         );
         refused("servers = 3", "servers = 9", "1..=8");
+    }
+
+    #[test]
+    fn chaos_expands_into_a_valid_timeline_drawn_from_the_seed() {
+        let s = Scenario::load("cluster-membership-chaos").unwrap_or_else(|e| panic!("{e}"));
+        let a = s.expand(3);
+        a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.faults.len() > 10, "{:?}", a.faults);
+        assert_eq!(a, s.expand(3));
+        assert_ne!(a.faults, s.expand(4).faults);
+        let seed_restarts = (0..20).any(|seed| {
+            s.expand(seed).faults.iter().any(|f| {
+                matches!(&f.action, Action::Crash { host } | Action::Bounce { host } if host == "server0")
+            })
+        });
+        assert!(
+            seed_restarts,
+            "the seed node is crashed or restarted on some seed"
+        );
+        let leaves = a
+            .faults
+            .iter()
+            .filter(|f| matches!(f.action, Action::Leave { .. }))
+            .count();
+        assert!(
+            leaves > 0
+                || (0..5).any(|seed| s
+                    .expand(seed)
+                    .faults
+                    .iter()
+                    .any(|f| matches!(f.action, Action::Leave { .. })))
+        );
+        let plain = Scenario::load("cluster-crash-bounce").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.expand(3), plain);
+    }
+
+    #[test]
+    fn presence_users_are_shared_by_clients_on_different_nodes() {
+        let s = Scenario::load("cluster-seed-join").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.user_of(0), "user0");
+        assert_eq!(s.user_of(4), "user0");
+        assert_ne!(s.home_of(0), s.home_of(4));
+        assert!(s.topics_of(0).contains(&"lobby".to_owned()));
+        assert_eq!(s.watchers(), 5);
+        let base = std::fs::read_to_string(scenarios_dir().join("cluster-seed-join.toml"))
+            .unwrap_or_default();
+        let refused = |from: &str, to: &str, why: &str| {
+            assert!(base.contains(from), "{from}");
+            let err = Scenario::parse(&base.replace(from, to)).unwrap_err();
+            assert!(err.contains(why), "{to}: {err}");
+        };
+        refused("seeds = [0]", "seeds = [5]", "does not exist");
+        refused(
+            "topic = \"lobby\"",
+            "topic = \"orders\"",
+            "topic of its own",
+        );
+        refused(
+            "host = \"client2\"",
+            "host = \"server2\"",
+            "only clients leave",
+        );
+        refused("[presence]", "[presence]\nbogus = 1", "bogus");
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub enum Record {
         incarnation: u32,
         /// The servers it has a live link to.
         linked: Vec<usize>,
+        /// The instance id behind each of them (in `linked`'s order): a peer that restarted
+        /// between two records shows up with another instance.
+        instances: Vec<String>,
     },
     /// A node's cluster figures, sampled with its budgets.
     ClusterSample {

@@ -51,13 +51,16 @@ fn membership(s: &Scenario, fin: &Final, bad: &mut dyn FnMut(&'static str, Strin
         .map(|v| (v.server, v.instance.as_str()))
         .collect();
     let name_of = |id: &str| {
-        instance
-            .iter()
-            .find(|(_, i)| **i == id)
-            .map_or_else(|| format!("unknown instance {id}"), |(s, _)| format!("server{s}"))
+        instance.iter().find(|(_, i)| **i == id).map_or_else(
+            || format!("unknown instance {id}"),
+            |(s, _)| format!("server{s}"),
+        )
     };
     for i in (0..servers).filter(|i| !instance.contains_key(i)) {
-        bad("membership", format!("server{i} is not running at the end of the settle phase"));
+        bad(
+            "membership",
+            format!("server{i} is not running at the end of the settle phase"),
+        );
     }
     for v in &fin.views {
         let expected: BTreeSet<String> = instance
@@ -66,8 +69,15 @@ fn membership(s: &Scenario, fin: &Final, bad: &mut dyn FnMut(&'static str, Strin
             .map(|(_, id)| (*id).to_owned())
             .collect();
         if v.linked != expected {
-            let missing: Vec<String> = expected.difference(&v.linked).map(|id| name_of(id)).collect();
-            let extra: Vec<String> = v.linked.difference(&expected).map(|id| name_of(id)).collect();
+            let missing: Vec<String> = expected
+                .difference(&v.linked)
+                .map(|id| name_of(id))
+                .collect();
+            let extra: Vec<String> = v
+                .linked
+                .difference(&expected)
+                .map(|id| name_of(id))
+                .collect();
             bad(
                 "membership",
                 format!(
@@ -169,7 +179,8 @@ fn presence_views(
             }
         }
     }
-    let distinct: BTreeSet<&BTreeMap<String, u32>> = fin.views.iter().map(|v| &v.presence).collect();
+    let distinct: BTreeSet<&BTreeMap<String, u32>> =
+        fin.views.iter().map(|v| &v.presence).collect();
     if distinct.len() > 1 {
         let views: Vec<String> = fin
             .views
@@ -221,10 +232,16 @@ fn disturbances(s: &Scenario, quiet_after: u64) -> Vec<(u64, u64)> {
     for f in &faults {
         let t = f.at_ms;
         let (opens, closes): (Option<String>, Option<String>) = match &f.action {
-            Action::Partition { a, b } if is_server(a) && is_server(b) => (Some(pair("p", a, b)), None),
-            Action::Repair { a, b } if is_server(a) && is_server(b) => (None, Some(pair("p", a, b))),
+            Action::Partition { a, b } if is_server(a) && is_server(b) => {
+                (Some(pair("p", a, b)), None)
+            }
+            Action::Repair { a, b } if is_server(a) && is_server(b) => {
+                (None, Some(pair("p", a, b)))
+            }
             Action::Hold { a, b } if is_server(a) && is_server(b) => (Some(pair("h", a, b)), None),
-            Action::Release { a, b } if is_server(a) && is_server(b) => (None, Some(pair("h", a, b))),
+            Action::Release { a, b } if is_server(a) && is_server(b) => {
+                (None, Some(pair("h", a, b)))
+            }
             Action::PartitionOneway { from, to } if is_server(from) && is_server(to) => {
                 (Some(format!("o {from} {to}")), None)
             }
@@ -305,7 +322,8 @@ fn disturbances(s: &Scenario, quiet_after: u64) -> Vec<(u64, u64)> {
 fn accounting(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String)) {
     let Some(p) = &s.presence else { return };
     let settle_end = s.timing.heal_at_ms + s.timing.settle_ms;
-    let server_slack = (s.server.idle_timeout_secs + s.server.ping_interval_secs) * 1_000 + DELTA_MS;
+    let server_slack =
+        (s.server.idle_timeout_secs + s.server.ping_interval_secs) * 1_000 + DELTA_MS;
     let client_slack = s.client.idle_timeout_ms + s.client.ping_interval_ms + DELTA_MS;
     let disturbed = disturbances(s, p.quiet_after_ms);
 
@@ -332,12 +350,21 @@ fn accounting(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str,
     for e in entries {
         let at = e.at_ms;
         match &e.record {
-            Record::Ready { client, session, .. } => {
+            Record::Ready {
+                client, session, ..
+            } => {
                 if let Some((_, r)) = open.insert(*client, (*session, at)) {
-                    close(&mut conns, *client, r, (at.saturating_sub(client_slack), at + server_slack));
+                    close(
+                        &mut conns,
+                        *client,
+                        r,
+                        (at.saturating_sub(client_slack), at + server_slack),
+                    );
                 }
             }
-            Record::Disconnected { client, session, .. } => {
+            Record::Disconnected {
+                client, session, ..
+            } => {
                 if let Some((sess, r)) = open.remove(client) {
                     let end = if requested.contains(&(*client, *session)) || at >= settle_end {
                         (at.saturating_sub(DELTA_MS), at + DELTA_MS)
@@ -378,7 +405,11 @@ fn accounting(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str,
                     watches[k].end = at;
                 }
             }
-            Record::PresenceEvent { watcher, join, user } => {
+            Record::PresenceEvent {
+                watcher,
+                join,
+                user,
+            } => {
                 if let Some(&k) = current.get(watcher) {
                     watches[k].events.push((at, *join, user.clone()));
                 }
@@ -457,7 +488,11 @@ fn accounting(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str,
                                 w.watcher,
                                 word(v),
                                 word(truth),
-                                if truth { "a join is missing" } else { "a leave is missing, or a ghost" }
+                                if truth {
+                                    "a join is missing"
+                                } else {
+                                    "a leave is missing, or a ghost"
+                                }
                             ));
                             break 'segments;
                         }
@@ -465,9 +500,15 @@ fn accounting(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str,
                         Some(_) => {}
                     }
                 }
-                while let Some((at, join, _)) = events.get(next).copied().filter(|(at, ..)| *at < to) {
+                while let Some((at, join, _)) =
+                    events.get(next).copied().filter(|(at, ..)| *at < to)
+                {
                     next += 1;
-                    let kind = if *join { "presence_join" } else { "presence_leave" };
+                    let kind = if *join {
+                        "presence_join"
+                    } else {
+                        "presence_leave"
+                    };
                     if let Some(truth) = stable {
                         report(format!(
                             "watcher{} (node server{}): {kind} for {user} at {at} ms, while {user} was surely {} and stable ({from}..{to} ms)",
