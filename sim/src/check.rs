@@ -15,9 +15,13 @@
 //!   they have all left (no ghosts);
 //! - `leak`: after the clients leave, no connection and no task is left on the server.
 //!
-//! Cluster (`topology.servers > 1`, see `check/cluster.rs`): `interest` (no MSG reaches a node without
-//! a subscriber for it once interest converged), `dlq-sound` and `dlq-complete` (the dead
-//! letters against what the origin knew), and the expectations `breaker` and `failover`.
+//! Cluster (`topology.servers > 1`, see `check/cluster.rs`): `interest` (no MSG reaches a
+//! node without a subscriber for it once interest converged), `dlq-sound` and `dlq-complete`
+//! (the dead letters against what the origin knew), and the expectations `breaker` and
+//! `failover`; and (see `check/membership.rs`) `membership` (a full mesh of the current
+//! instances, nothing suspect), with `[presence]` `presence-views` (one presence truth on every
+//! node, equal to the connected users) and `presence-accounting` (each node's join/leave
+//! frames against the sessions).
 //!
 //! Always: `protocol` (no client ever saw a malformed or undecryptable frame), and with
 //! `client.encryption`, `encryption` (key exchanges happened). Scenario expectations
@@ -29,6 +33,7 @@ use crate::scenario::Scenario;
 use crate::trace::{Entry, Record};
 
 mod cluster;
+mod membership;
 
 /// A broken invariant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,11 +67,27 @@ pub struct Final {
     pub presence_enabled: bool,
     /// Tasks a node may keep beyond its baseline (the cluster links' sessions and writers).
     pub tasks_allowance: usize,
+    /// Every live node's views at the end of the settle phase (clusters).
+    pub views: Vec<NodeView>,
+    /// Per live node, the users of the presence topic once every client left.
+    pub presence_after_nodes: BTreeMap<usize, BTreeSet<String>>,
 }
 
-/// The user name of client `i` (its JWT `sub`).
-pub fn user_of(client: usize) -> String {
-    format!("user{client}")
+/// One live node's views, read at the end of the settle phase.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeView {
+    /// Server index.
+    pub server: usize,
+    /// Its instance id (this incarnation).
+    pub instance: String,
+    /// The instance ids it has a live link to (`cluster_info()`).
+    pub linked: BTreeSet<String>,
+    /// Membership's alive nodes (`cluster_figures().members`).
+    pub members: usize,
+    /// Membership's suspects.
+    pub suspects: usize,
+    /// `presence(topic)` of the presence topic: user → connections.
+    pub presence: BTreeMap<String, u32>,
 }
 
 type Key = (usize, u32, String);
@@ -260,7 +281,11 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
     }
 
     if fin.presence_enabled {
-        let expected: BTreeSet<String> = fin.live_clients.iter().map(|c| user_of(*c)).collect();
+        let expected: BTreeSet<String> = fin
+            .live_clients
+            .iter()
+            .map(|c| scenario.user_of(*c))
+            .collect();
         for topic in &scenario.workload.topics {
             let got = fin.presence_settled.get(topic).cloned().unwrap_or_default();
             if got != expected {
@@ -319,6 +344,7 @@ pub fn check(scenario: &Scenario, entries: &[Entry], fin: &Final) -> Vec<Violati
     }
     if scenario.topology.servers > 1 {
         cluster::check(scenario, entries, &mut bad);
+        membership::check(scenario, entries, fin, &mut bad);
     }
     if reconnects < scenario.expect.min_reconnects {
         bad(

@@ -29,7 +29,7 @@ use wse_runtime::cluster::{ClusterConfig, LinkTimings};
 use wse_runtime::server::{Server, ServerHandle, StartOptions};
 use wse_runtime::standalone::app::{self, AppPolicy};
 
-use crate::check::{self, Final, Violation, user_of};
+use crate::check::{self, Final, NodeView, Violation};
 use crate::net::{SimConnector, SimDialer, SimListener, Throttles};
 use crate::scenario::{Action, Scenario};
 use crate::trace::{self, Entry, Record, Trace};
@@ -61,6 +61,16 @@ pub enum Plant {
     DlqDrop,
     /// A dead letter for a message never published appears in the origin's DLQ.
     DlqForge,
+    /// The heal leaves the last two servers partitioned from each other (a node that can never
+    /// link to one peer: the mesh stays incomplete).
+    StuckPartition,
+    /// The last server's presence view, read at the end of the settle phase, keeps a user
+    /// nobody is connected as (a node that never forgot a dead origin's user).
+    NodeGhost,
+    /// watcher0 gets its first `presence_join` twice (a duplicate join event).
+    DuplicateJoin,
+    /// watcher0 misses its first `presence_leave` (a lost leave event).
+    LostLeave,
 }
 
 impl Plant {
@@ -73,6 +83,10 @@ impl Plant {
             Plant::Misroute => "misroute",
             Plant::DlqDrop => "dlq-drop",
             Plant::DlqForge => "dlq-forge",
+            Plant::StuckPartition => "stuck-partition",
+            Plant::NodeGhost => "node-ghost",
+            Plant::DuplicateJoin => "duplicate-join",
+            Plant::LostLeave => "lost-leave",
         }
     }
 }
@@ -87,8 +101,12 @@ impl std::str::FromStr for Plant {
             "misroute" => Ok(Plant::Misroute),
             "dlq-drop" => Ok(Plant::DlqDrop),
             "dlq-forge" => Ok(Plant::DlqForge),
+            "stuck-partition" => Ok(Plant::StuckPartition),
+            "node-ghost" => Ok(Plant::NodeGhost),
+            "duplicate-join" => Ok(Plant::DuplicateJoin),
+            "lost-leave" => Ok(Plant::LostLeave),
             other => Err(format!(
-                "unknown plant {other:?} (drop-stamped, deliver-twice, ghost-presence, misroute, dlq-drop, dlq-forge)"
+                "unknown plant {other:?} (drop-stamped, deliver-twice, ghost-presence, misroute, dlq-drop, dlq-forge, stuck-partition, node-ghost, duplicate-join, lost-leave)"
             )),
         }
     }
@@ -171,6 +189,14 @@ struct World {
     server_ips: Mutex<Vec<IpAddr>>,
     /// A dead letter was dropped or forged already (the DLQ plants act once).
     dlq_planted: AtomicBool,
+    /// Each server's delay before its first start (seed joins in a random order).
+    start_delay_ms: Vec<u64>,
+    /// Set by a `leave` fault: the client closes and waits for a restart.
+    leave: Vec<AtomicBool>,
+    /// Set when the watchers must leave (after the clients did).
+    watchers_finish: AtomicBool,
+    /// The presence-event plants act once.
+    presence_planted: AtomicBool,
 }
 
 impl World {
@@ -238,7 +264,19 @@ fn cluster_config(s: &Scenario, index: usize) -> ClusterConfig {
         .filter(|j| *j != index && (!s.cluster.one_sided || *j < index))
         .map(|j| format!("server{j}:{CLUSTER_PORT}"))
         .collect();
-    let mut c = ClusterConfig::new(peers);
+    let mut c = if s.cluster.seeds.is_empty() {
+        ClusterConfig::new(peers)
+    } else {
+        // Seed joins: the same seed list on every node (a seed skips itself), no static peers.
+        let mut c = ClusterConfig::new(Vec::new());
+        c.seeds = s
+            .cluster
+            .seeds
+            .iter()
+            .map(|j| format!("server{j}:{CLUSTER_PORT}"))
+            .collect();
+        c
+    };
     c.cluster_addr = Some(format!("server{index}:{CLUSTER_PORT}"));
     c.link = LinkTimings {
         heartbeat_interval: Duration::from_millis(500),
@@ -262,15 +300,21 @@ fn cluster_config(s: &Scenario, index: usize) -> ClusterConfig {
     c
 }
 
-fn token(client: usize) -> String {
+fn token(user: &str) -> String {
     let mut claims = Map::new();
-    claims.insert("sub".into(), Value::from(user_of(client)));
+    claims.insert("sub".into(), Value::from(user));
     claims.insert("exp".into(), Value::from(EPOCH_SECS + 30 * 86_400));
     encode_jwt(&claims, SECRET, JwtAlgorithm::Hs256, None).unwrap_or_default()
 }
 
 async fn server_host(world: Arc<World>, index: usize) -> turmoil::Result {
     let incarnation = world.server_incarnations[index].fetch_add(1, Ordering::SeqCst);
+    if incarnation == 0 && world.start_delay_ms[index] > 0 {
+        tokio::time::sleep(Duration::from_millis(world.start_delay_ms[index])).await;
+        world
+            .trace
+            .push(now_ms(), Record::Note(format!("server{index} starts")));
+    }
     let config = server_config(&world.scenario);
     let settings = Arc::new(ConnSettings::from_config(&config)?);
     let listener = SimListener::bind(PORT, world.throttles.clone()).await?;
@@ -374,7 +418,7 @@ async fn publisher(
     let w = &world.scenario.workload;
     let pad = "x".repeat(w.payload_bytes);
     let clustered = world.clustered();
-    let mut linked: Option<BTreeSet<usize>> = None;
+    let mut linked: Option<BTreeSet<(usize, String)>> = None;
     // Rounds are numbered slots from `publish_from_ms`; a restarted server resumes at the
     // first slot not yet due.
     let mut slot = now_ms()
@@ -407,10 +451,10 @@ async fn publisher(
                 }
                 continue;
             }
-            let now_linked: BTreeSet<usize> = server
+            let now_linked: BTreeSet<(usize, String)> = server
                 .cluster_info()
-                .iter()
-                .filter_map(|p| world.server_of(&p.address))
+                .into_iter()
+                .filter_map(|p| Some((world.server_of(&p.address)?, p.instance_id)))
                 .collect();
             if linked.as_ref() != Some(&now_linked) {
                 world.trace.push(
@@ -418,7 +462,8 @@ async fn publisher(
                     Record::Links {
                         server: index,
                         incarnation,
-                        linked: now_linked.iter().copied().collect(),
+                        linked: now_linked.iter().map(|(j, _)| *j).collect(),
+                        instances: now_linked.iter().map(|(_, id)| id.clone()).collect(),
                     },
                 );
                 linked = Some(now_linked);
@@ -531,8 +576,9 @@ fn client_config(s: &Scenario, index: usize) -> ClientConfig {
 
 async fn client_host(world: Arc<World>, index: usize) -> turmoil::Result {
     let session = world.client_sessions[index].fetch_add(1, Ordering::SeqCst);
+    world.leave[index].store(false, Ordering::SeqCst);
     let mut options = ClientOptions::new(format!("ws://server0:{PORT}/wse"));
-    options.token = Some(token(index));
+    options.token = Some(token(&world.scenario.user_of(index)));
     options.seed = Some(world.seed ^ ((index as u64 + 1) << 40) ^ u64::from(session));
     options.wall_origin = Some(wall_now());
     options.connect_timeout = Duration::from_secs(2);
@@ -552,6 +598,11 @@ async fn client_host(world: Arc<World>, index: usize) -> turmoil::Result {
                     closing = true;
                     handle.close();
                 }
+                if !closing && world.leave[index].load(Ordering::SeqCst) {
+                    closing = true;
+                    world.trace.push(now_ms(), Record::Leave { client: index, session });
+                    handle.close();
+                }
                 continue;
             }
         };
@@ -559,6 +610,116 @@ async fn client_host(world: Arc<World>, index: usize) -> turmoil::Result {
         record(&world, index, session, dialer.connected_to(), event);
     }
     handle.join().await;
+    if !world.finish.load(Ordering::SeqCst) {
+        // Left: stay away until a bounce starts a new session (the host keeps running).
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+/// Watcher `index`: connected to server `index` only, subscribed to the presence topic
+/// without presence of its own; records the presence frames it receives (node `index`'s view
+/// of joins and leaves) and, when its subscription is acknowledged, the node's view then.
+async fn watcher_host(world: Arc<World>, index: usize) -> turmoil::Result {
+    let s = &world.scenario;
+    let Some(p) = &s.presence else {
+        return Ok(());
+    };
+    let topic = p.topic.clone();
+    let mut options = ClientOptions::new(format!("ws://server{index}:{PORT}/wse"));
+    options.token = Some(token(&format!("watcher{index}")));
+    options.seed = Some(world.seed ^ ((index as u64 + 1) << 36) ^ 0x77);
+    options.wall_origin = Some(wall_now());
+    options.connect_timeout = Duration::from_secs(2);
+    let config = ClientConfig {
+        topics: vec![topic.clone()],
+        presence: None,
+        ..client_config(s, 0)
+    };
+    let dialer = SimDialer::new(format!("server{index}"), PORT);
+    let mut handle = client::spawn(dialer, options, config)?;
+    let mut closing = false;
+    let mut acked = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            e = handle.next_event() => e,
+            () = tokio::time::sleep(Duration::from_millis(100)) => {
+                if !closing && world.watchers_finish.load(Ordering::SeqCst) {
+                    closing = true;
+                    handle.close();
+                }
+                continue;
+            }
+        };
+        let Some(event) = event else { break };
+        let at = now_ms();
+        match event {
+            Event::SubscriptionAck { .. } if !acked => {
+                acked = true;
+                let present = lock(&world.servers)[index].as_ref().map(|probe| {
+                    probe
+                        .server
+                        .presence(&topic)
+                        .into_keys()
+                        .collect::<Vec<_>>()
+                });
+                world.trace.push(
+                    at,
+                    Record::WatcherReady {
+                        watcher: index,
+                        present,
+                    },
+                );
+            }
+            Event::Disconnected { .. } => {
+                if acked {
+                    world.trace.push(at, Record::WatcherDown { watcher: index });
+                }
+                acked = false;
+            }
+            Event::Message(d) if acked => {
+                let env = &d.envelope;
+                let join = match env.t.as_deref() {
+                    Some("presence_join") => true,
+                    Some("presence_leave") => false,
+                    _ => continue,
+                };
+                let Some(user) = env
+                    .p
+                    .as_ref()
+                    .and_then(|p| p.get("user_id"))
+                    .and_then(Value::as_str)
+                else {
+                    continue;
+                };
+                let rec = Record::PresenceEvent {
+                    watcher: index,
+                    join,
+                    user: user.to_owned(),
+                };
+                if index == 0 {
+                    match world.plant {
+                        Some(Plant::DuplicateJoin)
+                            if join && !world.presence_planted.swap(true, Ordering::SeqCst) =>
+                        {
+                            world.trace.push(at, rec.clone());
+                        }
+                        Some(Plant::LostLeave)
+                            if !join && !world.presence_planted.swap(true, Ordering::SeqCst) =>
+                        {
+                            continue;
+                        }
+                        _ => {}
+                    }
+                }
+                world.trace.push(at, rec);
+            }
+            _ => {}
+        }
+    }
+    handle.join().await;
+    std::future::pending::<()>().await;
     Ok(())
 }
 
@@ -652,9 +813,26 @@ fn record(world: &World, client: usize, session: u32, server: usize, event: Even
     world.trace.push(at, rec);
 }
 
-/// Runs `scenario` with `options.seed` in this process (one simulation per process).
+/// Each server's first-start delay: `0..start_spread_ms`, drawn from the seed.
+fn start_delays(s: &Scenario, seed: u64) -> Vec<u64> {
+    let mut x = seed ^ 0x7374_6172_745f_6f72;
+    (0..s.topology.servers)
+        .map(|_| {
+            // SplitMix64.
+            x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            (z ^ (z >> 31)) % s.cluster.start_spread_ms.max(1)
+        })
+        .collect()
+}
+
+/// Runs `scenario` with `options.seed` in this process (one simulation per process); a
+/// `[chaos]` timeline is drawn from the seed first.
 pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
-    let s = scenario;
+    let expanded = scenario.expand(options.seed);
+    let s = &expanded;
     let end_ms = s.timing.heal_at_ms + s.timing.settle_ms + s.timing.drain_ms;
     let world = Arc::new(World {
         scenario: s.clone(),
@@ -670,6 +848,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         delivered: (0..s.topology.clients).map(|_| AtomicU64::new(0)).collect(),
         server_ips: Mutex::new(Vec::new()),
         dlq_planted: AtomicBool::new(false),
+        start_delay_ms: start_delays(s, options.seed),
+        leave: (0..s.topology.clients)
+            .map(|_| AtomicBool::new(false))
+            .collect(),
+        watchers_finish: AtomicBool::new(false),
+        presence_planted: AtomicBool::new(false),
     });
     let mut sim = turmoil::Builder::new()
         .rng_seed(options.seed)
@@ -686,6 +870,12 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         let w = Arc::clone(&world);
         sim.host(format!("client{i}"), move || client_host(Arc::clone(&w), i));
     }
+    for i in 0..s.watchers() {
+        let w = Arc::clone(&world);
+        sim.host(format!("watcher{i}"), move || {
+            watcher_host(Arc::clone(&w), i)
+        });
+    }
     *lock(&world.server_ips) = (0..s.topology.servers)
         .map(|i| sim.lookup(format!("server{i}")))
         .collect();
@@ -698,10 +888,19 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
     let mut healed = false;
     let mut fin = Final {
         presence_enabled: s.server.presence,
-        // Each live cluster link keeps up to two tasks on a node (a session and its writer).
-        tasks_allowance: 2 * (s.topology.servers - 1),
+        // Each live cluster link keeps up to two tasks on a node (a session and its writer);
+        // with seed joins the dial loops of the addresses learned by gossip come on top.
+        tasks_allowance: if s.cluster.seeds.is_empty() { 2 } else { 3 } * (s.topology.servers - 1),
         ..Final::default()
     };
+    if s.cluster.start_spread_ms > 0 {
+        let mut order: Vec<(u64, usize)> = world.start_delay_ms.iter().copied().zip(0..).collect();
+        order.sort_unstable();
+        world.trace.push(
+            0,
+            Record::Note(format!("start order (delay ms, server): {order:?}")),
+        );
+    }
     let settle_end = s.timing.heal_at_ms + s.timing.settle_ms;
     let mut settled = false;
     loop {
@@ -725,7 +924,23 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
                 }
             }
             fin.presence_settled = presence_of(&world, s);
+            fin.views = node_views(&world, s);
+            if options.plant == Some(Plant::NodeGhost)
+                && let Some(v) = fin.views.last_mut()
+            {
+                v.presence.insert("ghost".into(), 1);
+            }
             world.finish.store(true, Ordering::SeqCst);
+        }
+        if settled
+            && !world.watchers_finish.load(Ordering::SeqCst)
+            && now >= settle_end + s.timing.drain_ms / 2
+        {
+            fin.presence_after_nodes = node_views(&world, s)
+                .into_iter()
+                .map(|v| (v.server, v.presence.into_keys().collect()))
+                .collect();
+            world.watchers_finish.store(true, Ordering::SeqCst);
         }
         if now >= end_ms {
             break;
@@ -751,7 +966,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         fin.presence_after
             .entry(topic.clone())
             .or_default()
-            .insert(user_of(0));
+            .insert(s.user_of(0));
     }
     if let Some(probe) = lock(&world.servers)[0].clone() {
         fin.connections_after = probe.server.connection_count();
@@ -782,6 +997,45 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> Report {
         entries,
         virtual_ms: end_ms,
     }
+}
+
+/// Every live node's membership and presence view (of the presence topic).
+fn node_views(world: &World, s: &Scenario) -> Vec<NodeView> {
+    let topic = s.presence.as_ref().map(|p| p.topic.clone());
+    lock(&world.servers)
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i, p.as_ref()?)))
+        .map(|(server, p)| {
+            let f = p.server.cluster_figures();
+            NodeView {
+                server,
+                instance: p
+                    .server
+                    .cluster()
+                    .map(|c| c.instance_id().to_owned())
+                    .unwrap_or_default(),
+                linked: p
+                    .server
+                    .cluster_info()
+                    .into_iter()
+                    .map(|i| i.instance_id)
+                    .collect(),
+                members: f.members,
+                suspects: f.suspects,
+                presence: topic
+                    .as_deref()
+                    .map(|t| {
+                        p.server
+                            .presence(t)
+                            .into_iter()
+                            .map(|(u, v)| (u, v.connections))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            }
+        })
+        .collect()
 }
 
 fn presence_of(world: &World, s: &Scenario) -> BTreeMap<String, BTreeSet<String>> {
@@ -842,6 +1096,17 @@ fn apply(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<Strin
             }
             sim.bounce(host.as_str());
         }
+        Action::Leave { host } => {
+            if let Some(i) = host
+                .strip_prefix("client")
+                .and_then(|i| i.parse::<usize>().ok())
+                && !crashed.contains(host)
+            {
+                world.leave[i].store(true, Ordering::SeqCst);
+                // Restarted by a bounce, or by the heal.
+                crashed.insert(host.clone());
+            }
+        }
     }
 }
 
@@ -889,6 +1154,10 @@ fn heal(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<String
         }
     }
     world.throttles.clear_all();
+    if world.plant == Some(Plant::StuckPartition) && servers.len() >= 2 {
+        let (a, b) = (&servers[servers.len() - 2], &servers[servers.len() - 1]);
+        sim.partition(a.as_str(), b.as_str());
+    }
     for host in std::mem::take(crashed) {
         if host.starts_with("server") {
             forget_server(world, &host);

@@ -32,6 +32,12 @@ pub struct Scenario {
     /// The cluster (with `topology.servers > 1`).
     #[serde(default)]
     pub cluster: ClusterSettings,
+    /// Presence users, watchers and the membership/presence checkers (clusters).
+    #[serde(default)]
+    pub presence: Option<PresenceSettings>,
+    /// A fault timeline drawn from the seed, added to `faults` ([`Scenario::expand`]).
+    #[serde(default)]
+    pub chaos: Option<Chaos>,
     /// The fault timeline, in any order (applied by time).
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
@@ -142,6 +148,13 @@ pub struct ClusterSettings {
     /// disconnected; from then until the clients leave, no node may receive an MSG for a topic
     /// it has no subscriber for.
     pub interest_settle_ms: u64,
+    /// Seed joins: every node is given only these servers' cluster addresses
+    /// (`ClusterConfig.seeds`, no static peers) and finds the rest by gossip. Empty: static
+    /// peer lists.
+    pub seeds: Vec<usize>,
+    /// Servers start in a random order: server `i` starts after a delay drawn from the seed in
+    /// `0..start_spread_ms` (its first start only; restarts are immediate).
+    pub start_spread_ms: u64,
 }
 
 impl Default for ClusterSettings {
@@ -153,6 +166,8 @@ impl Default for ClusterSettings {
             breaker_failures: 10,
             breaker_open_ms: 5_000,
             interest_settle_ms: 3_000,
+            seeds: Vec::new(),
+            start_spread_ms: 0,
         }
     }
 }
@@ -184,6 +199,63 @@ pub struct Workload {
 
 fn default_publish_from() -> u64 {
     1_000
+}
+
+/// `[presence]`: who the clients are and who watches (clusters only). Every client subscribes
+/// to `topic` (besides the workload's topics) with presence data, as user `user<i % users>`,
+/// so a user may have several sessions on several nodes. With `watchers`, host `watcher<i>`
+/// stays connected to server `i` only (never failing over, never faulted), subscribed to
+/// `topic` without presence, and records the `presence_join`/`presence_leave` frames it gets:
+/// node `i`'s view of who comes and goes.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceSettings {
+    /// The presence topic (not published).
+    pub topic: String,
+    /// Distinct users: client `i` is `user<i % users>` (0: one user per client).
+    #[serde(default)]
+    pub users: usize,
+    /// One watcher per server.
+    #[serde(default = "default_true")]
+    pub watchers: bool,
+    /// A disturbance of the mesh (a partition or hold between servers, a server crash or
+    /// restart, the nodes' first start) is over this long after it was undone: node views
+    /// have converged again. Until then the join/leave accounting only checks alternation.
+    #[serde(default = "default_quiet_after")]
+    pub quiet_after_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_quiet_after() -> u64 {
+    5_000
+}
+
+/// `[chaos]`: a fault timeline drawn from the seed between `from_ms` and `until_ms` (before
+/// the heal): one fault every `gap_ms` (drawn in the range), each undone after `length_ms`
+/// (drawn; faults still active at the heal are undone by it). Server faults: a partition
+/// between two servers, one server isolated from every other, a crash and restart, an instant
+/// restart (bounce) — any server, seeds included. Client faults: a graceful leave and rejoin
+/// (a new session), a crash and restart, a partition from its home server.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Chaos {
+    /// First fault.
+    pub from_ms: u64,
+    /// No fault starts after this.
+    pub until_ms: u64,
+    /// Gap between two fault starts, `[min, max]`.
+    pub gap_ms: [u64; 2],
+    /// How long a fault lasts, `[min, max]`.
+    pub length_ms: [u64; 2],
+    /// Draw server faults.
+    #[serde(default = "default_true")]
+    pub servers: bool,
+    /// Draw client faults.
+    #[serde(default = "default_true")]
+    pub clients: bool,
 }
 
 /// One fault at one time. (Unknown keys are refused by [`Action`]: serde's flatten cannot
@@ -287,6 +359,12 @@ pub enum Action {
     /// Restart a host's software (after a crash, or as a crash-and-restart).
     Bounce {
         /// The host.
+        host: String,
+    },
+    /// A client leaves gracefully (closes its connection) and stays away until a `bounce`
+    /// (or the heal) starts it again as a new session.
+    Leave {
+        /// The client host.
         host: String,
     },
 }
@@ -439,10 +517,17 @@ impl Scenario {
                     vec![from, to]
                 }
                 Action::Throttle { client, .. } | Action::Unthrottle { client } => vec![client],
-                Action::Crash { host } | Action::Bounce { host } => vec![host],
+                Action::Crash { host } | Action::Bounce { host } | Action::Leave { host } => {
+                    vec![host]
+                }
             };
             if let Some(bad) = hosts.iter().find(|h| !host_ok(h)) {
                 return Err(format!("fault at {} ms: unknown host {bad:?}", f.at_ms));
+            }
+            if let Action::Leave { host } = &f.action
+                && !host.starts_with("client")
+            {
+                return Err(format!("fault at {} ms: only clients leave", f.at_ms));
             }
             if let Action::Loss { rate, .. } = f.action
                 && !(0.0..=1.0).contains(&rate)
@@ -495,6 +580,38 @@ impl Scenario {
         if c.breaker_failures == 0 {
             return Err("cluster.breaker_failures must be at least 1".into());
         }
+        if let Some(bad) = c.seeds.iter().find(|i| **i >= servers) {
+            return Err(format!("cluster.seeds: server{bad} does not exist"));
+        }
+        if let Some(p) = &self.presence {
+            if servers == 1 {
+                return Err("[presence] needs topology.servers > 1".into());
+            }
+            if !self.server.presence {
+                return Err("[presence] needs server.presence".into());
+            }
+            if p.topic.is_empty()
+                || self.workload.topics.contains(&p.topic)
+                || c.partial_topics.contains_key(&p.topic)
+            {
+                return Err(format!(
+                    "presence.topic {:?} must be a topic of its own",
+                    p.topic
+                ));
+            }
+        }
+        if let Some(ch) = &self.chaos {
+            if servers == 1 {
+                return Err("[chaos] needs topology.servers > 1".into());
+            }
+            if ch.until_ms >= self.timing.heal_at_ms || ch.from_ms > ch.until_ms {
+                return Err("chaos: from_ms <= until_ms < heal_at_ms".into());
+            }
+            if ch.gap_ms[0] == 0 || ch.gap_ms[0] > ch.gap_ms[1] || ch.length_ms[0] > ch.length_ms[1]
+            {
+                return Err("chaos: gap_ms and length_ms are [min, max], gaps > 0".into());
+            }
+        }
         Ok(())
     }
 
@@ -517,7 +634,119 @@ impl Scenario {
                 .filter(|(_, homes)| homes.contains(&home))
                 .map(|(t, _)| t.clone()),
         );
+        out.extend(self.presence.iter().map(|p| p.topic.clone()));
         out
+    }
+
+    /// The user (JWT `sub`) client `client` authenticates as.
+    pub fn user_of(&self, client: usize) -> String {
+        match &self.presence {
+            Some(p) if p.users > 0 => format!("user{}", client % p.users),
+            _ => format!("user{client}"),
+        }
+    }
+
+    /// Watcher hosts (one per server with `presence.watchers`).
+    pub fn watchers(&self) -> usize {
+        match &self.presence {
+            Some(p) if p.watchers => self.topology.servers,
+            _ => 0,
+        }
+    }
+
+    /// The scenario with its `[chaos]` timeline drawn from `seed` and appended to `faults`
+    /// (itself when there is no `[chaos]`).
+    pub fn expand(&self, seed: u64) -> Scenario {
+        let mut s = self.clone();
+        let Some(ch) = self.chaos.clone() else {
+            return s;
+        };
+        let mut r = SplitMix(seed ^ 0x6368_616f_735f_7631);
+        let servers = self.topology.servers;
+        let clients = self.topology.clients;
+        let heal = self.timing.heal_at_ms;
+        let between =
+            |r: &mut SplitMix, [lo, hi]: [u64; 2]| lo + r.below((hi - lo).saturating_add(1));
+        let mut t = ch.from_ms;
+        while t <= ch.until_ms {
+            let end = t
+                .saturating_add(between(&mut r, ch.length_ms))
+                .min(heal - 1);
+            let server = |i: u64| format!("server{i}");
+            let kinds = u64::from(ch.servers) * 4 + u64::from(ch.clients) * 3;
+            if kinds == 0 {
+                break;
+            }
+            let mut k = r.below(kinds);
+            if !ch.servers {
+                k += 4;
+            }
+            let mut push = |at: u64, action: Action| s.faults.push(Fault { at_ms: at, action });
+            match k {
+                0 => {
+                    let a = r.below(servers as u64);
+                    let b = (a + 1 + r.below(servers as u64 - 1)) % servers as u64;
+                    let (a, b) = (server(a), server(b));
+                    push(
+                        t,
+                        Action::Partition {
+                            a: a.clone(),
+                            b: b.clone(),
+                        },
+                    );
+                    push(end, Action::Repair { a, b });
+                }
+                1 => {
+                    let a = r.below(servers as u64);
+                    for b in (0..servers as u64).filter(|b| *b != a) {
+                        let (a, b) = (server(a), server(b));
+                        push(
+                            t,
+                            Action::Partition {
+                                a: a.clone(),
+                                b: b.clone(),
+                            },
+                        );
+                        push(end, Action::Repair { a, b });
+                    }
+                }
+                2 => {
+                    let host = server(r.below(servers as u64));
+                    push(t, Action::Crash { host: host.clone() });
+                    push(end, Action::Bounce { host });
+                }
+                3 => push(
+                    t,
+                    Action::Bounce {
+                        host: server(r.below(servers as u64)),
+                    },
+                ),
+                4 => {
+                    let host = format!("client{}", r.below(clients as u64));
+                    push(t, Action::Leave { host: host.clone() });
+                    push(end, Action::Bounce { host });
+                }
+                5 => {
+                    let host = format!("client{}", r.below(clients as u64));
+                    push(t, Action::Crash { host: host.clone() });
+                    push(end, Action::Bounce { host });
+                }
+                _ => {
+                    let c = r.below(clients as u64) as usize;
+                    let (a, b) = (format!("client{c}"), format!("server{}", self.home_of(c)));
+                    push(
+                        t,
+                        Action::Partition {
+                            a: a.clone(),
+                            b: b.clone(),
+                        },
+                    );
+                    push(end, Action::Repair { a, b });
+                }
+            }
+            t = t.saturating_add(between(&mut r, ch.gap_ms));
+        }
+        s
     }
 
     /// Client `client`'s home server.
@@ -698,6 +927,8 @@ impl Scenario {
                 ..ClientSettings::default()
             },
             cluster: ClusterSettings::default(),
+            presence: None,
+            chaos: None,
             workload: Workload {
                 topics,
                 publish_every_ms: 20 + r.below(80),
@@ -791,6 +1022,69 @@ mod tests {
             "servers > 1",
         );
         refused("servers = 3", "servers = 9", "1..=8");
+    }
+
+    #[test]
+    fn chaos_expands_into_a_valid_timeline_drawn_from_the_seed() {
+        let s = Scenario::load("cluster-membership-chaos").unwrap_or_else(|e| panic!("{e}"));
+        let a = s.expand(3);
+        a.validate().unwrap_or_else(|e| panic!("{e}"));
+        assert!(a.faults.len() > 10, "{:?}", a.faults);
+        assert_eq!(a, s.expand(3));
+        assert_ne!(a.faults, s.expand(4).faults);
+        let seed_restarts = (0..20).any(|seed| {
+            s.expand(seed).faults.iter().any(|f| {
+                matches!(&f.action, Action::Crash { host } | Action::Bounce { host } if host == "server0")
+            })
+        });
+        assert!(
+            seed_restarts,
+            "the seed node is crashed or restarted on some seed"
+        );
+        let leaves = a
+            .faults
+            .iter()
+            .filter(|f| matches!(f.action, Action::Leave { .. }))
+            .count();
+        assert!(
+            leaves > 0
+                || (0..5).any(|seed| s
+                    .expand(seed)
+                    .faults
+                    .iter()
+                    .any(|f| matches!(f.action, Action::Leave { .. })))
+        );
+        let plain = Scenario::load("cluster-crash-bounce").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(plain.expand(3), plain);
+    }
+
+    #[test]
+    fn presence_users_are_shared_by_clients_on_different_nodes() {
+        let s = Scenario::load("cluster-seed-join").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.user_of(0), "user0");
+        assert_eq!(s.user_of(4), "user0");
+        assert_ne!(s.home_of(0), s.home_of(4));
+        assert!(s.topics_of(0).contains(&"lobby".to_owned()));
+        assert_eq!(s.watchers(), 5);
+        let base = std::fs::read_to_string(scenarios_dir().join("cluster-seed-join.toml"))
+            .unwrap_or_default();
+        let refused = |from: &str, to: &str, why: &str| {
+            assert!(base.contains(from), "{from}");
+            let err = Scenario::parse(&base.replace(from, to)).unwrap_err();
+            assert!(err.contains(why), "{to}: {err}");
+        };
+        refused("seeds = [0]", "seeds = [5]", "does not exist");
+        refused(
+            "topic = \"lobby\"",
+            "topic = \"orders\"",
+            "topic of its own",
+        );
+        refused(
+            "host = \"client2\"",
+            "host = \"server2\"",
+            "only clients leave",
+        );
+        refused("[presence]", "[presence]\nbogus = 1", "bogus");
     }
 
     #[test]

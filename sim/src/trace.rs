@@ -138,6 +138,9 @@ pub enum Record {
         incarnation: u32,
         /// The servers it has a live link to.
         linked: Vec<usize>,
+        /// The instance id behind each of them (in `linked`'s order): a peer that restarted
+        /// between two records shows up with another instance.
+        instances: Vec<String>,
     },
     /// A node's cluster figures, sampled with its budgets.
     ClusterSample {
@@ -166,6 +169,37 @@ pub enum Record {
         reason: String,
         /// Made by the `route` of this very publication (drained in the same step).
         routed: bool,
+    },
+    /// The harness asked a client to leave (close gracefully): the `Disconnected` that follows
+    /// is when the server learned it, not a heartbeat timeout later.
+    Leave {
+        /// Client host index.
+        client: usize,
+        /// Incarnation.
+        session: u32,
+    },
+    /// A watcher's subscription to the presence topic was acknowledged (its connection starts
+    /// counting here), with its node's presence view of that topic read at that moment (`None`:
+    /// the node was not reachable from the harness).
+    WatcherReady {
+        /// Watcher index (= its server).
+        watcher: usize,
+        /// The users its node showed.
+        present: Option<Vec<String>>,
+    },
+    /// A watcher's connection ended.
+    WatcherDown {
+        /// Watcher index.
+        watcher: usize,
+    },
+    /// A `presence_join` (`join`) or `presence_leave` frame a watcher received.
+    PresenceEvent {
+        /// Watcher index.
+        watcher: usize,
+        /// Join or leave.
+        join: bool,
+        /// The user.
+        user: String,
     },
     /// A check's finding (recorded so it is part of the digest too).
     Note(String),

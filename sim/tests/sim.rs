@@ -87,6 +87,28 @@ fn cluster_clients_of_a_crashed_node_fail_over_and_recover_everything() {
 }
 
 #[test]
+fn cluster_nodes_joining_through_one_seed_in_random_order_converge_with_one_presence_truth() {
+    scenario_passes("cluster-seed-join");
+}
+
+#[test]
+fn cluster_membership_and_presence_converge_after_long_chaos() {
+    scenario_passes("cluster-membership-chaos");
+}
+
+#[test]
+fn the_membership_scenarios_pass_on_more_seeds() {
+    for (scenario, seeds, n) in [
+        ("cluster-seed-join", "2..4", 2),
+        ("cluster-membership-chaos", "2..3", 1),
+    ] {
+        let (ok, out) = sim(&["run", "--seeds", seeds, "--scenario", scenario]);
+        assert!(ok, "{scenario} {seeds} failed:\n{out}");
+        assert!(out.contains(&format!("{n} of {n} seeds passed")), "{out}");
+    }
+}
+
+#[test]
 fn a_bounded_sweep_of_generated_seeds_passes() {
     let (ok, out) = sim(&["run", "--seeds", "0..40"]);
     assert!(ok, "sweep failed:\n{out}");
@@ -103,7 +125,12 @@ fn a_seed_replays_with_the_same_trace_digest() {
             "{out}"
         );
     }
-    for scenario in ["server-bounce", "cluster-crash-bounce"] {
+    for scenario in [
+        "server-bounce",
+        "cluster-crash-bounce",
+        "cluster-seed-join",
+        "cluster-membership-chaos",
+    ] {
         let (ok, out) = sim(&[
             "run",
             "--seed",
@@ -172,6 +199,26 @@ fn a_loss_missing_from_the_origins_dlq_is_caught() {
 #[test]
 fn a_dead_letter_for_a_message_never_published_is_caught() {
     planted_bug_is_caught_in("cluster-partition-heal", "dlq-forge", "dlq-sound");
+}
+
+#[test]
+fn a_node_that_never_links_to_one_peer_is_caught_by_membership() {
+    planted_bug_is_caught_in("cluster-seed-join", "stuck-partition", "membership");
+}
+
+#[test]
+fn a_ghost_in_one_nodes_presence_view_is_caught() {
+    planted_bug_is_caught_in("cluster-seed-join", "node-ghost", "presence-views");
+}
+
+#[test]
+fn a_duplicate_join_event_is_caught() {
+    planted_bug_is_caught_in("cluster-seed-join", "duplicate-join", "presence-accounting");
+}
+
+#[test]
+fn a_lost_leave_event_is_caught() {
+    planted_bug_is_caught_in("cluster-seed-join", "lost-leave", "presence-accounting");
 }
 
 #[test]

@@ -12,7 +12,9 @@
 //!   have wanted the topic (some client subscribed to it was ready on that peer by then). A
 //!   `PeerGone` letter made by the publication's own `route` names a peer the origin had no live
 //!   link to at that moment, or one linked for less than 200 ms (a restarted peer is
-//!   recognised by the address it announces right after its HELLO).
+//!   recognised by the address it announces right after its HELLO; a link counts from when the
+//!   origin's records first show it with that instance id, so a peer that restarted between two
+//!   records is a new link).
 //! - `dlq-complete` (sound, not complete): a publication made while the origin had no live link
 //!   to peer `j`, after a link to `j` it saw in this incarnation (last seen live at `t_l`), is in
 //!   the origin's DLQ for `j`, when `j` certainly wanted the topic as that link ended: a client
@@ -209,6 +211,8 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
         incarnation: u32,
         linked: BTreeSet<usize>,
         linked_since: BTreeMap<usize, u64>,
+        /// The instance behind each live link, as last recorded.
+        instance_of: BTreeMap<usize, String>,
         last_linked: BTreeMap<usize, u64>,
         gone_since: BTreeMap<usize, u64>,
     }
@@ -219,11 +223,13 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
                 server,
                 incarnation,
                 linked,
+                instances,
             } => {
                 let o = origins.entry(*server).or_insert_with(|| Origin {
                     incarnation: *incarnation,
                     linked: BTreeSet::new(),
                     linked_since: BTreeMap::new(),
+                    instance_of: BTreeMap::new(),
                     last_linked: BTreeMap::new(),
                     gone_since: BTreeMap::new(),
                 });
@@ -236,8 +242,15 @@ fn dlq(s: &Scenario, entries: &[Entry], bad: &mut dyn FnMut(&'static str, String
                 for j in o.linked.difference(&now) {
                     o.gone_since.insert(*j, e.at_ms);
                 }
-                for j in &now {
+                for (j, id) in linked.iter().zip(instances) {
                     o.gone_since.remove(j);
+                    // A peer that restarted between two records: a new link, just made.
+                    if o.instance_of
+                        .insert(*j, id.clone())
+                        .is_some_and(|old| old != *id)
+                    {
+                        o.linked_since.insert(*j, e.at_ms);
+                    }
                     o.linked_since.entry(*j).or_insert(e.at_ms);
                 }
                 o.linked_since.retain(|j, _| now.contains(j));
