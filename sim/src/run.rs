@@ -1123,6 +1123,16 @@ fn forget_server(world: &World, host: &str) {
 
 /// Undoes every fault: links repaired, released, back to normal latency and no loss, no
 /// throttles, crashed hosts restarted.
+/// Undoes every link fault between `a` and `b`: partitions both ways, holds, latency, loss.
+fn heal_link(sim: &mut turmoil::Sim<'_>, a: &str, b: &str) {
+    sim.repair(a, b);
+    sim.repair_oneway(a, b);
+    sim.repair_oneway(b, a);
+    sim.release(a, b);
+    sim.set_link_latency(a, b, Duration::from_millis(1));
+    sim.set_link_fail_rate(a, b, 0.0);
+}
+
 fn heal(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<String>) {
     let s = &world.scenario;
     let servers: Vec<String> = (0..s.topology.servers)
@@ -1133,24 +1143,12 @@ fn heal(sim: &mut turmoil::Sim<'_>, world: &World, crashed: &mut BTreeSet<String
         .collect();
     for (i, a) in servers.iter().enumerate() {
         for b in &servers[i + 1..] {
-            let (a, b) = (a.as_str(), b.as_str());
-            sim.repair(a, b);
-            sim.repair_oneway(a, b);
-            sim.repair_oneway(b, a);
-            sim.release(a, b);
-            sim.set_link_latency(a, b, Duration::from_millis(1));
-            sim.set_link_fail_rate(a, b, 0.0);
+            heal_link(sim, a, b);
         }
     }
     for server in &servers {
         for client in &clients {
-            let (a, b) = (server.as_str(), client.as_str());
-            sim.repair(a, b);
-            sim.repair_oneway(a, b);
-            sim.repair_oneway(b, a);
-            sim.release(a, b);
-            sim.set_link_latency(a, b, Duration::from_millis(1));
-            sim.set_link_fail_rate(a, b, 0.0);
+            heal_link(sim, server, client);
         }
     }
     world.throttles.clear_all();
