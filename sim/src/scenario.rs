@@ -875,6 +875,7 @@ impl Scenario {
         // restarts.
         let mut c = SplitMix(seed ^ 0x636c_7573_7465_7221);
         let servers = if c.below(4) == 0 { 3 } else { 1 };
+        let mut seed_join = false;
         if servers > 1 {
             let at = 1_500 + c.below(7_000);
             let len = 500 + c.below(3_500);
@@ -907,6 +908,8 @@ impl Scenario {
                 at_ms: end,
                 action: stop,
             });
+            // Half of them join through server0 as their only seed (gossip finds the rest).
+            seed_join = c.below(2) == 0;
         }
         let budget_small = r.below(3) == 0;
         let encryption = r.below(2) == 0;
@@ -926,7 +929,10 @@ impl Scenario {
                 encryption,
                 ..ClientSettings::default()
             },
-            cluster: ClusterSettings::default(),
+            cluster: ClusterSettings {
+                seeds: if seed_join { vec![0] } else { Vec::new() },
+                ..ClusterSettings::default()
+            },
             presence: None,
             chaos: None,
             workload: Workload {
