@@ -8,10 +8,21 @@ run if the imported module is the other one, so a benchmark can never mislabel i
     target/bench-ours/bin/python loadgen/bench_server.py --impl ours --port 5101
     target/bench-orig/bin/python loadgen/bench_server.py --impl orig --port 5102
 
+A cluster node joins with ``--cluster-port P --cluster-peer host:port`` (repeat the flag; the
+address other nodes reach this one at is ``--cluster-addr``, by default ``host:P``); its
+publications then go through ``server.broadcast`` (this node and every peer) instead of
+``broadcast_local``::
+
+    ... bench_server.py --impl ours --port 5201 --cluster-port 6201 \
+        --cluster-peer 127.0.0.1:6202 --cluster-peer 127.0.0.1:6203
+
 The application is the bench control protocol of wse-loadgen (``loadgen/src/lib.rs``): drain
 mode, connections whose JWT ``sub`` starts with ``f-`` subscribed to topic ``bench``, inbound
 ``in`` messages counted, and ``bench_stats`` / ``bench_reset`` / ``bench_fanout`` answered on
 the connection that asked. Publications happen on a separate thread so draining never stops.
+On a cluster node ``bench_stats`` also reports ``peers`` (``cluster_peers_count()``) and, on ours
+only (the original has no such method), ``routes`` (``cluster_routes("bench")``: the peers a
+publication on ``bench`` is routed to now), which the load generator waits on.
 """
 
 from __future__ import annotations
@@ -61,7 +72,14 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=5101)
     parser.add_argument("--max-connections", type=int, default=100_000)
     parser.add_argument("--secret", default=os.environ.get("WSE_BENCH_SECRET", DEFAULT_SECRET))
+    parser.add_argument("--cluster-port", type=int, default=None,
+                        help="join a cluster, accepting peers on this port")
+    parser.add_argument("--cluster-peer", action="append", default=[], metavar="HOST:PORT",
+                        help="a cluster peer to dial (repeat the flag)")
+    parser.add_argument("--cluster-addr", default=None, metavar="HOST:PORT",
+                        help="the address peers reach this node at (default host:cluster-port)")
     args = parser.parse_args()
+    clustered = args.cluster_port is not None or bool(args.cluster_peer)
 
     import wse_server
 
@@ -89,6 +107,19 @@ def main() -> int:
             print("bench_server: the server did not start", file=sys.stderr)
             return 1
         time.sleep(0.01)
+    if clustered:
+        cluster_addr = args.cluster_addr
+        if cluster_addr is None and args.cluster_port is not None:
+            cluster_addr = f"{args.host}:{args.cluster_port}"
+        kwargs = {"cluster_port": args.cluster_port}
+        if cluster_addr is not None:
+            kwargs["cluster_addr"] = cluster_addr
+        server.connect_cluster(args.cluster_peer, **kwargs)
+        print(f"bench server: cluster port {args.cluster_port} addr {cluster_addr} "
+              f"peers {args.cluster_peer}", flush=True)
+    # Publications: through the cluster when joined, else this node only.
+    publish_one = server.broadcast if clustered else server.broadcast_local
+    routes = getattr(server, "cluster_routes", None)  # ours only
     print(f"bench server ({found}, wse-server {version}) on "
           f"ws://{args.host}:{args.port}/wse pid {os.getpid()} file limit {limit}", flush=True)
 
@@ -99,7 +130,7 @@ def main() -> int:
     counts = {"received": 0, "first_us": 0, "last_us": 0}
 
     def stats() -> str:
-        return json.dumps({"t": "bench_stats", "p": {
+        p = {
             "pid": os.getpid(),
             "impl": found,
             "connections": server.get_connection_count(),
@@ -108,7 +139,12 @@ def main() -> int:
             "dropped": server.inbound_dropped_count(),
             "first_us": counts["first_us"],
             "last_us": counts["last_us"],
-        }})
+        }
+        if clustered:
+            p["peers"] = server.cluster_peers_count()
+            if routes is not None:
+                p["routes"] = routes(TOPIC)
+        return json.dumps({"t": "bench_stats", "p": p})
 
     def publish(conn_id: str, count: int, size: int, rate: int) -> None:
         pad = "x" * size
@@ -119,7 +155,7 @@ def main() -> int:
                 if delay > 0:
                     time.sleep(delay)
             st = time.time_ns() // 1000
-            server.broadcast_local(TOPIC, f'{{"t":"bench","p":{{"q":{seq},"st":{st},"pad":"{pad}"}}}}')
+            publish_one(TOPIC, f'{{"t":"bench","p":{{"q":{seq},"st":{st},"pad":"{pad}"}}}}')
         elapsed = int((time.monotonic() - started) * 1e6)
         server.send(conn_id, json.dumps({"t": "bench_fanout_done",
                                          "p": {"sent": count, "elapsed_us": elapsed}}))

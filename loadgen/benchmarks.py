@@ -9,6 +9,12 @@ repetitions, each run on a freshly started server process:
 - ``orig``: the original ``wse-server`` 2.5.1 from PyPI under the same script;
 - ``rust``: the runtime directly (``wse-loadgen serve``), no Python.
 
+The ``cluster-fanout`` scenario runs on three fresh server processes of the same kind joined in
+a cluster (each node dials the other two): the control connection and publisher on node A,
+which has no subscribers, and the subscribers round-robin on nodes B and C (``--sub-url``);
+publications go through ``broadcast`` (local + cluster) and the CPU per delivery is summed
+over the three processes.
+
 Both Python servers run on the same interpreter (pyenv's 3.12: the original needs >= 3.12).
 Setup, once::
 
@@ -18,11 +24,21 @@ Setup, once::
     target/bench-orig/bin/pip install wse-server==2.5.1
     cargo build --release -p wse-loadgen
 
+Paths: the virtualenvs and the load generator are looked up in ``$CARGO_TARGET_DIR`` (default
+``target/``): ``bench-ours/``, ``bench-orig/`` and ``release/wse-loadgen`` (``WSE_LOADGEN``
+overrides the last).
+
 Then ``python3 loadgen/benchmarks.py --reps 5`` appends every result to
 ``target/bench/results.jsonl`` and rewrites the table between the markers in
 docs/BENCHMARKS.md with medians per server and the ratio ours/original.
-``--render-only`` rebuilds the table from an existing results file (the run behind the
-published table is kept in ``loadgen/results/``: ``--results loadgen/results/2026-11-27.jsonl``).
+``--render-only`` rebuilds the table from existing results files. ``--results`` takes several
+files: a run appends to the last; the table is built from all of them, and a scenario's runs
+come from the **last** file that has that scenario (so a partial re-run, e.g.
+``--scenarios fanout-1k,cluster-fanout``, replaces those rows and keeps the others). The runs
+behind the published table are kept in ``loadgen/results/``::
+
+    python3 loadgen/benchmarks.py --render-only --results loadgen/results/2026-11-27.jsonl \
+        loadgen/results/2026-11-27-cluster.jsonl
 """
 
 from __future__ import annotations
@@ -39,7 +55,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LOADGEN = Path(os.environ.get("WSE_LOADGEN", ROOT / "target" / "release" / "wse-loadgen"))
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+LOADGEN = Path(os.environ.get("WSE_LOADGEN", TARGET / "release" / "wse-loadgen"))
 BEGIN, END = "<!-- bench-table:begin -->", "<!-- bench-table:end -->"
 
 # name -> (loadgen arguments, {metric key: (label, unit, better)})
@@ -50,6 +67,21 @@ SCENARIOS: dict[str, tuple[list[str], dict[str, tuple[str, str, str]]]] = {
             "deliveries_per_s": ("fan-out 1,000 subscribers: deliveries/s", "/s", "higher"),
             "server_cpu_us_per_delivery": ("fan-out 1,000: server CPU per delivery", "µs", "lower"),
             "lost": ("fan-out 1,000: lost deliveries", "", "lower"),
+        },
+    ),
+    # Three nodes (CLUSTER below): publisher node A without subscribers, the subscribers on B
+    # and C; run_one adds the --sub-url flags.
+    "cluster-fanout": (
+        ["--users", "50", "fanout", "--subscribers", "1000", "--messages", "1000", "--size", "100"],
+        {
+            "deliveries_per_s": ("cluster fan-out (3 nodes, 1,000 subscribers on 2): deliveries/s",
+                                 "/s", "higher"),
+            "cluster_cpu_us_per_delivery": (
+                "cluster fan-out: CPU per delivery, summed over the 3 nodes", "µs", "lower"),
+            "e2e_p50_ms": ("cluster fan-out: e2e p50 (publish on A → subscriber on B/C)", "ms",
+                           "lower"),
+            "e2e_p99_ms": ("cluster fan-out: e2e p99", "ms", "lower"),
+            "lost": ("cluster fan-out: lost deliveries", "", "lower"),
         },
     ),
     "fanout-10k": (
@@ -66,6 +98,17 @@ SCENARIOS: dict[str, tuple[list[str], dict[str, tuple[str, str, str]]]] = {
         {
             "e2e_p50_ms": ("paced fan-out (50 msg/s, 1,000 subs): e2e p50", "ms", "lower"),
             "e2e_p99_ms": ("paced fan-out (50 msg/s, 1,000 subs): e2e p99", "ms", "lower"),
+        },
+    ),
+    "cluster-fanout-paced": (
+        ["--users", "50", "fanout", "--subscribers", "1000", "--messages", "250", "--size", "100",
+         "--rate", "50"],
+        {
+            "e2e_p50_ms": ("paced cluster fan-out (50 msg/s, 1,000 subs on 2 of 3 nodes): e2e p50",
+                           "ms", "lower"),
+            "e2e_p99_ms": ("paced cluster fan-out (50 msg/s, 1,000 subs on 2 of 3 nodes): e2e p99",
+                           "ms", "lower"),
+            "lost": ("paced cluster fan-out: lost deliveries", "", "lower"),
         },
     ),
     "inbound": (
@@ -101,20 +144,38 @@ SCENARIOS: dict[str, tuple[list[str], dict[str, tuple[str, str, str]]]] = {
     ),
 }
 SERVERS = ("ours", "orig", "rust")
+# Scenarios run on several server processes joined in a cluster: name -> nodes.
+CLUSTER = {"cluster-fanout": 3, "cluster-fanout-paced": 3}
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all bound at once, so the kernel cannot hand one out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
-def server_command(impl: str, port: int) -> list[str]:
+def server_command(impl: str, port: int, cluster_port: int | None = None,
+                   peers: list[int] = ()) -> list[str]:
+    cluster = []
+    if cluster_port is not None:
+        cluster = ["--cluster-port", str(cluster_port)]
+        for peer in peers:
+            cluster += ["--cluster-peer", f"127.0.0.1:{peer}"]
     if impl == "rust":
-        return [str(LOADGEN), "serve", "--port", str(port)]
-    python = ROOT / "target" / f"bench-{impl}" / "bin" / "python"
+        return [str(LOADGEN), "serve", "--port", str(port), *cluster]
+    python = TARGET / f"bench-{impl}" / "bin" / "python"
     return [str(python), str(ROOT / "loadgen" / "bench_server.py"), "--impl", impl,
-            "--port", str(port)]
+            "--port", str(port), *cluster]
 
 
 def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
@@ -131,15 +192,31 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
 
 
 def run_one(impl: str, scenario: str, results: Path, log: Path) -> dict | None:
-    port = free_port()
+    nodes = CLUSTER.get(scenario, 1)
     args, _ = SCENARIOS[scenario]
+    if nodes > 1:
+        # WebSocket ports, then cluster ports; node 0 publishes, the others hold the
+        # subscribers; every node dials every other one.
+        ports = free_ports(2 * nodes)
+        ws_ports, cluster_ports = ports[:nodes], ports[nodes:]
+        commands = [server_command(impl, ws_ports[i], cluster_ports[i],
+                                   [p for j, p in enumerate(cluster_ports) if j != i])
+                    for i in range(nodes)]
+        args = [*args, *(a for p in ws_ports[1:] for a in ("--sub-url", f"ws://127.0.0.1:{p}/wse"))]
+    else:
+        ws_ports = [free_port()]
+        commands = [server_command(impl, ws_ports[0])]
+    port = ws_ports[0]
     with open(log, "a") as logf:
-        logf.write(f"\n===== {impl} {scenario} port {port}\n")
+        logf.write(f"\n===== {impl} {scenario} ports {ws_ports}\n")
+        for command in commands:
+            logf.write("$ " + " ".join(command) + "\n")
         logf.flush()
-        server = subprocess.Popen(server_command(impl, port), stdout=logf, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        procs = [subprocess.Popen(command, stdout=logf, stderr=subprocess.STDOUT,
+                                  start_new_session=True) for command in commands]
         try:
-            wait_port(port, server)
+            for p, proc in zip(ws_ports, procs):
+                wait_port(p, proc)
             time.sleep(0.5)
             cmd = [str(LOADGEN), "--url", f"ws://127.0.0.1:{port}/wse", "--timeout", "120", *args]
             logf.write("+ " + " ".join(cmd) + "\n")
@@ -163,12 +240,18 @@ def run_one(impl: str, scenario: str, results: Path, log: Path) -> dict | None:
             logf.write(f"FAILED: {e}\n")
             return None
         finally:
-            try:
-                os.killpg(server.pid, signal.SIGTERM)
-                server.wait(timeout=15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            for proc in procs:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            for proc in procs:
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    logf.write(f"server pid {proc.pid} did not stop on SIGTERM: SIGKILL\n")
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
             # Let TIME_WAIT sockets and the kernel's accounting settle between runs.
             time.sleep(1)
 
@@ -185,10 +268,22 @@ def fmt(value: float | None, unit: str) -> str:
     return f"{value:.3f}"
 
 
-def render(results: Path) -> str:
+def load(files: list[Path]) -> list[dict]:
+    """The runs of every file; a scenario's runs come from the last file that has it."""
+    by_scenario: dict[str, list[dict]] = {}
+    for path in files:
+        runs: dict[str, list[dict]] = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                r = json.loads(line)
+                runs.setdefault(r["bench"], []).append(r)
+        by_scenario.update(runs)
+    return [r for runs in by_scenario.values() for r in runs]
+
+
+def render(files: list[Path]) -> str:
     rows: dict[tuple[str, str], dict[str, list[float]]] = {}
-    for line in results.read_text().splitlines():
-        r = json.loads(line)
+    for r in load(files):
         for key in SCENARIOS.get(r["bench"], ([], {}))[1]:
             if isinstance(r.get(key), (int, float)):
                 rows.setdefault((r["bench"], key), {}).setdefault(r["server"], []).append(r[key])
@@ -207,8 +302,12 @@ def render(results: Path) -> str:
                 ratio = "n/a"
             runs = "/".join(str(len(values.get(s, []))) for s in SERVERS)
             u = f" {unit}" if unit and unit != "/s" else ""
-            out.append(f"| {label} ({better} is better) | {fmt(ours, unit)}{u} | {fmt(orig, unit)}{u}"
-                       f" | {ratio} | {fmt(rust, unit)}{u} | {runs} |")
+
+            def cell(v: float | None) -> str:
+                return fmt(v, unit) + (u if v is not None else "")
+
+            out.append(f"| {label} ({better} is better) | {cell(ours)} | {cell(orig)}"
+                       f" | {ratio} | {cell(rust)} | {runs} |")
     return "\n".join(out)
 
 
@@ -223,13 +322,18 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--servers", default=",".join(SERVERS))
-    parser.add_argument("--results", type=Path, default=ROOT / "target" / "bench" / "results.jsonl")
-    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--results", type=Path, nargs="+",
+                        default=[TARGET / "bench" / "results.jsonl"],
+                        help="results files: a run appends to the last; the table is built "
+                             "from all (a scenario from the last file that has it)")
+    parser.add_argument("--doc", type=Path, default=ROOT / "docs" / "BENCHMARKS.md",
+                        help="the document whose table is rewritten; - prints the table only")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
-    args.results.parent.mkdir(parents=True, exist_ok=True)
+    out = args.results[-1]
     if not args.render_only:
-        log = args.results.with_suffix(".log")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        log = out.with_suffix(".log")
         servers = args.servers.split(",")
         for rep in range(args.reps):
             print(f"repetition {rep + 1}/{args.reps}", flush=True)
@@ -237,10 +341,11 @@ def main() -> int:
                 # Interleaved, and the order rotates so no server always runs first.
                 order = servers[rep % len(servers):] + servers[:rep % len(servers)]
                 for impl in order:
-                    run_one(impl, scenario, args.results, log)
+                    run_one(impl, scenario, out, log)
     table = render(args.results)
     print(table)
-    write_table(table, args.doc)
+    if str(args.doc) != "-":
+        write_table(table, args.doc)
     return 0
 
 

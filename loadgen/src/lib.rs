@@ -16,7 +16,7 @@
 //!
 //! | request `t` | effect | answer `t` |
 //! |---|---|---|
-//! | `bench_stats` | none | `bench_stats` with `pid`, `impl`, `connections`, `subscribers` (of topic `bench`), `received` (inbound `in` messages), `dropped` (inbound queue drops), `first_us`/`last_us` (monotonic µs of the first/last `in` message drained) |
+//! | `bench_stats` | none | `bench_stats` with `pid`, `impl`, `connections`, `subscribers` (of topic `bench`), `received` (inbound `in` messages), `dropped` (inbound queue drops), `first_us`/`last_us` (monotonic µs of the first/last `in` message drained); on a cluster node also `peers` (live peer links) and, where the server can tell, `routes` (live peers a publication on `bench` is routed to now: ours and the Rust bench server; the original cannot) |
 //! | `bench_reset` | zeroes `received`, `first_us`, `last_us` | `bench_stats` |
 //! | `bench_fanout` `{count, size, rate}` | publishes `count` messages `{"t":"bench","p":{"q":<seq>,"st":<µs since the epoch>,"pad":"…"}}` to topic `bench`, `rate` per second (0 = as fast as possible) | `bench_fanout_done` `{sent, elapsed_us}` |
 //!

@@ -94,6 +94,10 @@ enum Command {
         /// the publisher is --url.
         #[arg(long = "sub-url")]
         sub_urls: Vec<String>,
+        /// Cluster fan-out: when the publisher cannot report its routes (the original), the
+        /// wait in ms after it has a live link to every subscriber node, before publishing.
+        #[arg(long, default_value_t = 1000)]
+        cluster_settle_ms: u64,
     },
     /// N connections each send M messages pipelined; the server drains and counts them.
     Inbound {
@@ -229,6 +233,7 @@ async fn run(cli: &Cli, secret: Vec<u8>) -> Result<Value, Box<dyn std::error::Er
             size,
             rate,
             ref sub_urls,
+            cluster_settle_ms,
         } => {
             let mut subscriber_targets = Vec::new();
             for url in sub_urls {
@@ -248,6 +253,7 @@ async fn run(cli: &Cli, secret: Vec<u8>) -> Result<Value, Box<dyn std::error::Er
                     size,
                     rate,
                     subscriber_targets,
+                    settle: Duration::from_millis(cluster_settle_ms),
                 },
             )
             .await

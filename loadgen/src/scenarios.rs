@@ -442,6 +442,9 @@ pub struct Fanout {
     /// Cluster fan-out: the subscribers connect round-robin to these nodes, the publisher is
     /// `common.target`; empty means everything on `common.target`.
     pub subscriber_targets: Vec<Arc<Target>>,
+    /// Cluster fan-out on a publisher that does not report `routes` (the original): the wait
+    /// after it reports a live link to every subscriber node, before publishing.
+    pub settle: Duration,
 }
 
 /// N subscribers to `bench`, K publications of S bytes: deliveries/s, e2e latency, loss, and
@@ -483,25 +486,52 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
         pool.wait_settled(common.timeout).await?;
         let want = pool.opened.load(Ordering::Relaxed) as u64;
         let mut pids = Vec::new();
+        let mut cluster_wait = None;
         let stats = if clustered {
-            let mut subscribed = 0;
-            for ws in &mut node_ctls {
-                let s = poll_stats(ws, common.timeout, |s| u64_of(s, "subscribers") > 0).await?;
-                subscribed += u64_of(&s, "subscribers");
-                pids.push(pid_of(&s));
-            }
-            if subscribed < want {
-                return Err(ScenarioError::Timeout(format!(
-                    "{subscribed} of {want} subscribers registered on the subscriber nodes"
-                )));
+            // Every subscriber registered on its node (the servers subscribe a connection
+            // when their application drains its connect event, after its `server_ready`).
+            let deadline = Instant::now() + common.timeout;
+            loop {
+                let mut subscribed = 0;
+                pids.clear();
+                for ws in &mut node_ctls {
+                    let s = bench_stats(ws, common.timeout).await?;
+                    subscribed += u64_of(&s, "subscribers");
+                    pids.push(pid_of(&s));
+                }
+                if subscribed >= want {
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    return Err(ScenarioError::Timeout(format!(
+                        "{subscribed} of {want} subscribers registered on the subscriber nodes"
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
             // Interest converged: the publisher routes the topic to every subscriber node.
+            // A server that cannot say so (no `routes`: the original) is waited for until it
+            // has a live link to every subscriber node, then for a fixed settle.
             let nodes = targets.len() as u64;
-            poll_stats(&mut ctl, common.timeout, |s| match s.get("routes") {
-                Some(r) => r.as_u64().unwrap_or(0) >= nodes,
-                None => true,
+            let waited = Instant::now();
+            let s = poll_stats(&mut ctl, common.timeout, |s| {
+                match (s.get("routes"), s.get("peers")) {
+                    (Some(r), _) => r.as_u64().unwrap_or(0) >= nodes,
+                    (None, Some(peers)) => peers.as_u64().unwrap_or(0) >= nodes,
+                    (None, None) => true,
+                }
             })
-            .await?
+            .await?;
+            let how = match (s.get("routes"), s.get("peers")) {
+                (Some(_), _) => "routes",
+                (None, Some(_)) => {
+                    tokio::time::sleep(p.settle).await;
+                    "peers+settle"
+                }
+                (None, None) => "none",
+            };
+            cluster_wait = Some((how, waited.elapsed().as_secs_f64()));
+            s
         } else {
             poll_stats(&mut ctl, common.timeout, |s| {
                 u64_of(s, "subscribers") >= want
@@ -544,6 +574,10 @@ pub async fn fanout(common: &Common, p: Fanout) -> Result<Value, ScenarioError> 
         let mut out = Map::new();
         if clustered {
             out.insert("nodes".into(), json!(pids.len()));
+            if let Some((how, secs)) = cluster_wait {
+                out.insert("cluster_wait".into(), json!(how));
+                out.insert("cluster_wait_s".into(), json!(secs));
+            }
             if let (Some(a), Some(b)) = (all0, all1) {
                 out.insert("cluster_cpu_s".into(), json!(b - a));
             }

@@ -173,6 +173,7 @@ fn stats(server: &Server, inbound: &Inbound) -> String {
         "connections": server.connection_count(),
         "subscribers": server.topic_subscriber_count(BENCH_TOPIC),
         "routes": server.cluster_routes(BENCH_TOPIC),
+        "peers": server.cluster_peers_count(),
         "received": inbound.received.load(Ordering::Relaxed),
         "dropped": server.inbound_dropped(),
         "first_us": inbound.first_us.load(Ordering::Relaxed),

@@ -60,6 +60,7 @@ async fn every_scenario_runs_against_the_rust_bench_server_and_counts_exactly() 
         size: 50,
         rate: 0,
         subscriber_targets: Vec::new(),
+        settle: Duration::ZERO,
     };
     let f = scenarios::fanout(&common, fan).await.expect("fanout");
     assert_eq!(n(&f, "published"), 30, "{f}");
@@ -77,6 +78,7 @@ async fn every_scenario_runs_against_the_rust_bench_server_and_counts_exactly() 
         size: 10,
         rate: 200,
         subscriber_targets: Vec::new(),
+        settle: Duration::ZERO,
     };
     let p = scenarios::fanout(&common, paced)
         .await
@@ -154,6 +156,7 @@ async fn every_scenario_runs_against_the_rust_bench_server_and_counts_exactly() 
         size: 50,
         rate: 0,
         subscriber_targets: vec![target(&b), target(&c)],
+        settle: Duration::ZERO,
     };
     let f = scenarios::fanout(&cluster, fan)
         .await
