@@ -549,7 +549,13 @@ fn http(port: u16, method: &str, path: &str, api_key: &str, body: &str) -> (u16,
 /// 1 gave it.
 #[tokio::test]
 async fn two_wse_nodes_form_a_cluster_and_an_http_publish_reaches_the_other_node() {
-    let (p1, p2, c1, c2) = (free_port(), free_port(), free_port(), free_port());
+    // Four distinct ports: held open together while they are chosen.
+    let held: Vec<std::net::TcpListener> = (0..4)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    drop(held);
+    let (p1, p2, c1, c2) = (ports[0], ports[1], ports[2], ports[3]);
     let (log1, log2) = (stderr_file("cluster-1"), stderr_file("cluster-2"));
     let spawn = |port: u16, cport: u16, peers: &str, log: &Path| {
         let mut cmd = configured_wse(port);
@@ -563,6 +569,8 @@ async fn two_wse_nodes_form_a_cluster_and_an_http_publish_reaches_the_other_node
     };
     let mut n1 = spawn(p1, c1, &format!("127.0.0.1:{c2}"), &log1);
     let mut n2 = spawn(p2, c2, "", &log2);
+    // Both processes serve before anything is asked of them (a cold start can be slow).
+    drop(connect_when_up(p1, &minted_token("alice"), &log1).await);
     let mut ws = connect_when_up(p2, &minted_token("bob"), &log2).await;
     let request =
         r#"{"c":"WSE","t":"subscription_update","p":{"action":"subscribe","topics":["news"]}}"#;
