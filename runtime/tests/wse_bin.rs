@@ -553,7 +553,10 @@ async fn two_wse_nodes_form_a_cluster_and_an_http_publish_reaches_the_other_node
     let held: Vec<std::net::TcpListener> = (0..4)
         .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
-    let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+    let ports: Vec<u16> = held
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect();
     drop(held);
     let (p1, p2, c1, c2) = (ports[0], ports[1], ports[2], ports[3]);
     let (log1, log2) = (stderr_file("cluster-1"), stderr_file("cluster-2"));
