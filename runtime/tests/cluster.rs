@@ -1,5 +1,5 @@
 //! The cluster mesh over loopback TCP: nodes in one process, each with its own listener and
-//! clients, timings shortened (heartbeat 200 ms, dead after 1 s) so faults resolve quickly.
+//! clients, timings shortened (heartbeat 200 ms, dead after 3 s) so faults resolve quickly.
 
 mod support;
 
@@ -45,8 +45,8 @@ fn fast(peers: Vec<String>, me: &str) -> ClusterConfig {
     c.cluster_addr = Some(me.to_owned());
     c.link = LinkTimings {
         heartbeat_interval: Duration::from_millis(200),
-        dead_after: Duration::from_secs(1),
-        handshake_timeout: Duration::from_secs(1),
+        dead_after: Duration::from_secs(3),
+        handshake_timeout: Duration::from_secs(2),
         write_timeout: Duration::from_secs(2),
         queue_capacity: 10_000,
         higher_id_grace: Duration::from_millis(200),
