@@ -994,16 +994,19 @@ mod tests {
         assert_ne!(Scenario::random(1), Scenario::random(2));
     }
 
+    /// `base` with `from` replaced by `to` is refused with an error mentioning `why`.
+    fn refused_edit(base: &str, from: &str, to: &str, why: &str) {
+        assert!(base.contains(from), "{from}");
+        let err = Scenario::parse(&base.replace(from, to)).unwrap_err();
+        assert!(err.contains(why), "{to}: {err}");
+    }
+
     #[test]
     fn cluster_settings_are_validated() {
         let base = std::fs::read_to_string(scenarios_dir().join("cluster-partition-heal.toml"))
             .unwrap_or_default();
         assert!(Scenario::parse(&base).is_ok());
-        let refused = |from: &str, to: &str, why: &str| {
-            assert!(base.contains(from), "{from}");
-            let err = Scenario::parse(&base.replace(from, to)).unwrap_err();
-            assert!(err.contains(why), "{to}: {err}");
-        };
+        let refused = |from: &str, to: &str, why: &str| refused_edit(&base, from, to, why);
         refused("[cluster]", "[cluster]\nbogus = 1", "bogus");
         refused(
             "origins = { chat = 1 }",
@@ -1074,11 +1077,7 @@ mod tests {
         assert_eq!(s.watchers(), 5);
         let base = std::fs::read_to_string(scenarios_dir().join("cluster-seed-join.toml"))
             .unwrap_or_default();
-        let refused = |from: &str, to: &str, why: &str| {
-            assert!(base.contains(from), "{from}");
-            let err = Scenario::parse(&base.replace(from, to)).unwrap_err();
-            assert!(err.contains(why), "{to}: {err}");
-        };
+        let refused = |from: &str, to: &str, why: &str| refused_edit(&base, from, to, why);
         refused("seeds = [0]", "seeds = [5]", "does not exist");
         refused(
             "topic = \"lobby\"",
